@@ -1,0 +1,48 @@
+//! Turns clap's multi-line parse errors into the one line a person needs, with exit code 2.
+
+use clap::error::ErrorKind;
+
+/// Prints a clap error the udpd way and returns the exit code: help and version go to stdout with 0,
+/// anything else becomes a single line on stderr (what is wrong, and where to look) with 2.
+pub fn report(error: clap::Error) -> i32 {
+    match error.kind() {
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayVersion
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = error.print();
+            if error.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                2
+            } else {
+                0
+            }
+        }
+        _ => {
+            eprintln!("udpd: error: {}", one_line(&error.to_string()));
+            2
+        }
+    }
+}
+
+/// The first meaningful line of clap's rendering, without its `error: ` prefix, plus a pointer to --help.
+pub fn one_line(rendered: &str) -> String {
+    let first = rendered
+        .lines()
+        .map(str::trim)
+        .find(|line| !line.is_empty())
+        .unwrap_or("invalid command line");
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    format!("{first} (see `udpd --help` or `udpd <command> --help`)")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+
+    #[test]
+    fn keeps_only_the_first_line_without_prefix() {
+        let rendered = "error: invalid value 'x' for '--workers <N>'\n\nUsage: udpd serve\n";
+        let line = one_line(rendered);
+        assert!(line.starts_with("invalid value 'x' for '--workers <N>'"));
+        assert!(!line.contains('\n'));
+    }
+}

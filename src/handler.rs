@@ -1,0 +1,168 @@
+//! Reply logic: the `Handler` trait a protocol implements, and the built-in echo, upper, ack and discard.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::str::FromStr;
+
+/// Turns one request into at most one reply, without allocating.
+///
+/// The worker calls `handle` once per datagram (once per GRO segment) with the request bytes, the sender,
+/// and a reply buffer of at least [`crate::config::MAX_UDP_PAYLOAD`] bytes. The handler writes its reply
+/// at the start of `reply` and returns its length (`Some(0)` sends an empty datagram), or `None` to send
+/// nothing (counted as `no_reply`). A returned length larger than `reply` is a bug and is clamped.
+pub trait Handler: Send {
+    fn handle(&mut self, request: &[u8], peer: SocketAddr, reply: &mut [u8]) -> Option<usize>;
+}
+
+/// Sends the request back unchanged.
+#[derive(Debug, Default, Clone)]
+pub struct Echo;
+
+impl Handler for Echo {
+    #[inline]
+    fn handle(&mut self, request: &[u8], _peer: SocketAddr, reply: &mut [u8]) -> Option<usize> {
+        let len = request.len().min(reply.len());
+        reply[..len].copy_from_slice(&request[..len]);
+        Some(len)
+    }
+}
+
+/// Sends the request back with ASCII letters upper-cased (other bytes unchanged).
+#[derive(Debug, Default, Clone)]
+pub struct Upper;
+
+impl Handler for Upper {
+    #[inline]
+    fn handle(&mut self, request: &[u8], _peer: SocketAddr, reply: &mut [u8]) -> Option<usize> {
+        let len = request.len().min(reply.len());
+        for (out, byte) in reply[..len].iter_mut().zip(request) {
+            *out = byte.to_ascii_uppercase();
+        }
+        Some(len)
+    }
+}
+
+/// Answers every request with the same fixed bytes.
+#[derive(Debug, Clone)]
+pub struct Ack {
+    text: Vec<u8>,
+}
+
+/// The reply of `--handler ack` when no text is given.
+pub const DEFAULT_ACK: &[u8] = b"ACK";
+
+impl Ack {
+    pub fn new(text: Vec<u8>) -> Self {
+        Ack { text }
+    }
+}
+
+impl Handler for Ack {
+    #[inline]
+    fn handle(&mut self, _request: &[u8], _peer: SocketAddr, reply: &mut [u8]) -> Option<usize> {
+        let len = self.text.len().min(reply.len());
+        reply[..len].copy_from_slice(&self.text[..len]);
+        Some(len)
+    }
+}
+
+/// Receives and counts, never answers.
+#[derive(Debug, Default, Clone)]
+pub struct Discard;
+
+impl Handler for Discard {
+    #[inline]
+    fn handle(&mut self, _request: &[u8], _peer: SocketAddr, _reply: &mut [u8]) -> Option<usize> {
+        None
+    }
+}
+
+/// A built-in handler chosen on the command line (`--handler`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HandlerSpec {
+    Echo,
+    Upper,
+    Ack(Vec<u8>),
+    Discard,
+}
+
+impl HandlerSpec {
+    /// A fresh handler instance (one per worker).
+    pub fn build(&self) -> Box<dyn Handler> {
+        match self {
+            HandlerSpec::Echo => Box::new(Echo),
+            HandlerSpec::Upper => Box::new(Upper),
+            HandlerSpec::Ack(text) => Box::new(Ack::new(text.clone())),
+            HandlerSpec::Discard => Box::new(Discard),
+        }
+    }
+}
+
+impl FromStr for HandlerSpec {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "echo" => Ok(HandlerSpec::Echo),
+            "upper" => Ok(HandlerSpec::Upper),
+            "discard" => Ok(HandlerSpec::Discard),
+            "ack" => Ok(HandlerSpec::Ack(DEFAULT_ACK.to_vec())),
+            _ => match text.strip_prefix("ack:") {
+                Some(reply) if reply.len() <= crate::config::MAX_UDP_PAYLOAD => {
+                    Ok(HandlerSpec::Ack(reply.as_bytes().to_vec()))
+                }
+                _ => Err(format!(
+                    "--handler {text:?} is unknown: use echo, upper, ack, ack:TEXT or discard"
+                )),
+            },
+        }
+    }
+}
+
+impl fmt::Display for HandlerSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HandlerSpec::Echo => f.write_str("echo"),
+            HandlerSpec::Upper => f.write_str("upper"),
+            HandlerSpec::Discard => f.write_str("discard"),
+            HandlerSpec::Ack(text) => write!(f, "ack:{}", String::from_utf8_lossy(text)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(handler: &mut dyn Handler, request: &[u8]) -> Option<Vec<u8>> {
+        let mut reply = vec![0u8; 64];
+        let peer = "127.0.0.1:1".parse().unwrap();
+        handler
+            .handle(request, peer, &mut reply)
+            .map(|len| reply[..len].to_vec())
+    }
+
+    #[test]
+    fn built_ins_answer_as_documented() {
+        assert_eq!(run(&mut Echo, b"hi \xff"), Some(b"hi \xff".to_vec()));
+        assert_eq!(run(&mut Echo, b""), Some(Vec::new()));
+        assert_eq!(run(&mut Upper, b"abc-Z\xe9"), Some(b"ABC-Z\xe9".to_vec()));
+        assert_eq!(
+            run(&mut Ack::new(b"ok".to_vec()), b"x"),
+            Some(b"ok".to_vec())
+        );
+        assert_eq!(run(&mut Discard, b"x"), None);
+    }
+
+    #[test]
+    fn specs_parse_and_print() {
+        for text in ["echo", "upper", "discard", "ack:hello world"] {
+            assert_eq!(text.parse::<HandlerSpec>().unwrap().to_string(), text);
+        }
+        assert_eq!(
+            "ack".parse::<HandlerSpec>().unwrap(),
+            HandlerSpec::Ack(b"ACK".to_vec())
+        );
+        assert!("ACK".parse::<HandlerSpec>().is_err());
+    }
+}

@@ -1,0 +1,22 @@
+//! The `udpd` binary: parse flags, run the chosen subcommand, map its result to an exit code.
+
+use clap::Parser;
+use udpd::cli::{Cli, Command};
+
+fn main() {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => std::process::exit(udpd::cli_error::report(error)),
+    };
+    let result = match cli.command {
+        Command::Serve(args) => udpd::server::run_from_args(args),
+        Command::Load(args) => udpd::load::run(args),
+        Command::Client(args) => udpd::client::run(args),
+        Command::Chat(args) => udpd::chat::run(args),
+        Command::Doctor(args) => udpd::doctor::run(args),
+    };
+    if let Err(error) = result {
+        eprintln!("udpd: error: {error}");
+        std::process::exit(error.exit_code());
+    }
+}

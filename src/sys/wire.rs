@@ -1,0 +1,376 @@
+//! Byte layouts the kernel speaks: socket addresses and control messages, encoded and decoded in safe code.
+//!
+//! Everything here reads and writes plain byte arrays with `from_ne_bytes`/`to_ne_bytes`, never casts
+//! pointers, so a malformed or unaligned control message can at worst be ignored, never misread.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+
+/// Room for any socket address (`sockaddr_storage`), aligned as the kernel wants it.
+#[repr(C, align(8))]
+#[derive(Clone, Copy)]
+pub struct NameBuf(pub [u8; 128]);
+
+impl Default for NameBuf {
+    fn default() -> Self {
+        NameBuf([0; 128])
+    }
+}
+
+/// Size of a `sockaddr_in6`, the largest address udpd ever keeps.
+pub const PEER_LEN_MAX: usize = 28;
+
+/// A peer's socket address exactly as the kernel gave it, cheap to copy and to compare (for reply grouping).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct PeerAddr {
+    bytes: [u8; PEER_LEN_MAX],
+    len: u8,
+}
+
+impl Default for PeerAddr {
+    fn default() -> Self {
+        PeerAddr {
+            bytes: [0; PEER_LEN_MAX],
+            len: 0,
+        }
+    }
+}
+
+const AF_INET: u16 = libc::AF_INET as u16;
+const AF_INET6: u16 = libc::AF_INET6 as u16;
+
+impl PeerAddr {
+    /// Copies the first `len` bytes of a kernel-filled address buffer; `None` when the length or family is not IP.
+    pub fn from_name(name: &NameBuf, len: usize) -> Option<PeerAddr> {
+        if len > PEER_LEN_MAX || len < 2 {
+            return None;
+        }
+        let family = u16::from_ne_bytes([name.0[0], name.0[1]]);
+        let valid = (family == AF_INET && len >= 16) || (family == AF_INET6 && len >= 28);
+        if !valid {
+            return None;
+        }
+        let mut bytes = [0u8; PEER_LEN_MAX];
+        bytes[..len].copy_from_slice(&name.0[..len]);
+        Some(PeerAddr {
+            bytes,
+            len: len as u8,
+        })
+    }
+
+    /// Encodes a standard socket address the way the kernel expects it in `msg_name`.
+    pub fn from_socket_addr(addr: SocketAddr) -> PeerAddr {
+        let mut bytes = [0u8; PEER_LEN_MAX];
+        match addr {
+            SocketAddr::V4(v4) => {
+                bytes[0..2].copy_from_slice(&AF_INET.to_ne_bytes());
+                bytes[2..4].copy_from_slice(&v4.port().to_be_bytes());
+                bytes[4..8].copy_from_slice(&v4.ip().octets());
+                PeerAddr { bytes, len: 16 }
+            }
+            SocketAddr::V6(v6) => {
+                bytes[0..2].copy_from_slice(&AF_INET6.to_ne_bytes());
+                bytes[2..4].copy_from_slice(&v6.port().to_be_bytes());
+                bytes[4..8].copy_from_slice(&v6.flowinfo().to_be_bytes());
+                bytes[8..24].copy_from_slice(&v6.ip().octets());
+                bytes[24..28].copy_from_slice(&v6.scope_id().to_ne_bytes());
+                PeerAddr { bytes, len: 28 }
+            }
+        }
+    }
+
+    /// Decodes into a standard socket address (IPv4-mapped IPv6 addresses stay IPv6, as the socket sees them).
+    pub fn to_socket_addr(&self) -> SocketAddr {
+        let b = &self.bytes;
+        let port = u16::from_be_bytes([b[2], b[3]]);
+        if self.len as usize == 16 {
+            let ip = Ipv4Addr::new(b[4], b[5], b[6], b[7]);
+            SocketAddr::V4(SocketAddrV4::new(ip, port))
+        } else {
+            let flowinfo = u32::from_be_bytes([b[4], b[5], b[6], b[7]]);
+            let mut octets = [0u8; 16];
+            octets.copy_from_slice(&b[8..24]);
+            let scope = u32::from_ne_bytes([b[24], b[25], b[26], b[27]]);
+            SocketAddr::V6(SocketAddrV6::new(
+                Ipv6Addr::from(octets),
+                port,
+                flowinfo,
+                scope,
+            ))
+        }
+    }
+
+    /// The raw bytes to hand the kernel as `msg_name`.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len as usize]
+    }
+
+    /// A cheap hash for grouping replies by destination.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// Control-message space for one received datagram: timestamp, packet info (v4 or v6), GRO size, drop counter.
+pub const RECV_CMSG_SPACE: usize = 256;
+/// Control-message space for one sent message: packet info (v6 is the larger) plus a GSO segment size.
+pub const SEND_CMSG_SPACE: usize = 64;
+
+/// An aligned control-message buffer of `N` bytes.
+#[repr(C, align(8))]
+#[derive(Clone, Copy)]
+pub struct CmsgBuf<const N: usize>(pub [u8; N]);
+
+impl<const N: usize> Default for CmsgBuf<N> {
+    fn default() -> Self {
+        CmsgBuf([0; N])
+    }
+}
+
+/// `sizeof(struct cmsghdr)` on 64-bit Linux: a `size_t` length then two `int`s.
+const CMSG_HEADER: usize = 16;
+
+const fn cmsg_align(len: usize) -> usize {
+    (len + 7) & !7
+}
+
+/// `CMSG_SPACE(data_len)`.
+pub const fn cmsg_space(data_len: usize) -> usize {
+    CMSG_HEADER + cmsg_align(data_len)
+}
+
+/// What the control messages of one received datagram said; every field is optional because the
+/// kernel attaches each only when it applies (no GRO size for a lone datagram, no drop counter before the first drop).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RecvControl {
+    /// Kernel receive time (`SO_TIMESTAMPNS`), nanoseconds since the Unix epoch, `CLOCK_REALTIME`.
+    pub rx_time_ns: Option<u64>,
+    /// The address the datagram was sent to (`IP_PKTINFO` / `IPV6_PKTINFO`): the reply's source.
+    pub local_ip: Option<IpAddr>,
+    /// Interface the datagram arrived on (from the same packet-info message), 0 when unknown.
+    pub ifindex: u32,
+    /// Size of each coalesced segment when the buffer holds several datagrams (`UDP_GRO`).
+    pub segment_size: Option<u16>,
+    /// The socket's cumulative count of datagrams the kernel dropped (`SO_RXQ_OVFL`).
+    pub kernel_drops: Option<u32>,
+}
+
+/// Decodes the control messages the kernel wrote into `buf[..len]`; unknown or short messages are skipped.
+pub fn decode_recv_control(buf: &[u8], len: usize) -> RecvControl {
+    let mut out = RecvControl::default();
+    let buf = &buf[..len.min(buf.len())];
+    let mut offset = 0;
+    while offset + CMSG_HEADER <= buf.len() {
+        let cmsg_len = usize::from_ne_bytes(buf[offset..offset + 8].try_into().unwrap_or([0; 8]));
+        let level = i32::from_ne_bytes(buf[offset + 8..offset + 12].try_into().unwrap_or([0; 4]));
+        let kind = i32::from_ne_bytes(buf[offset + 12..offset + 16].try_into().unwrap_or([0; 4]));
+        if cmsg_len < CMSG_HEADER || offset + cmsg_len > buf.len() {
+            break;
+        }
+        let data = &buf[offset + CMSG_HEADER..offset + cmsg_len];
+        decode_one(level, kind, data, &mut out);
+        offset += cmsg_align(cmsg_len);
+    }
+    out
+}
+
+fn read_u32(data: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_ne_bytes(data.get(at..at + 4)?.try_into().ok()?))
+}
+
+fn read_i64(data: &[u8], at: usize) -> Option<i64> {
+    Some(i64::from_ne_bytes(data.get(at..at + 8)?.try_into().ok()?))
+}
+
+fn decode_one(level: i32, kind: i32, data: &[u8], out: &mut RecvControl) {
+    match (level, kind) {
+        (libc::SOL_SOCKET, libc::SO_TIMESTAMPNS) => {
+            if let (Some(sec), Some(nsec)) = (read_i64(data, 0), read_i64(data, 8)) {
+                if sec >= 0 && nsec >= 0 {
+                    out.rx_time_ns = Some(sec as u64 * 1_000_000_000 + nsec as u64);
+                }
+            }
+        }
+        (libc::SOL_SOCKET, libc::SO_RXQ_OVFL) => out.kernel_drops = read_u32(data, 0),
+        (libc::IPPROTO_IP, libc::IP_PKTINFO) => {
+            // struct in_pktinfo { int ipi_ifindex; in_addr ipi_spec_dst; in_addr ipi_addr; }
+            if let Some(addr) = data.get(8..12) {
+                out.ifindex = read_u32(data, 0).unwrap_or(0);
+                out.local_ip = Some(IpAddr::V4(Ipv4Addr::new(
+                    addr[0], addr[1], addr[2], addr[3],
+                )));
+            }
+        }
+        (libc::IPPROTO_IPV6, libc::IPV6_PKTINFO) => {
+            // struct in6_pktinfo { in6_addr ipi6_addr; int ipi6_ifindex; }
+            if let Some(addr) = data.get(0..16) {
+                let mut octets = [0u8; 16];
+                octets.copy_from_slice(addr);
+                out.local_ip = Some(IpAddr::V6(Ipv6Addr::from(octets)));
+                out.ifindex = read_u32(data, 16).unwrap_or(0);
+            }
+        }
+        (libc::SOL_UDP, libc::UDP_GRO) => {
+            if let Some(size) = read_u32(data, 0) {
+                out.segment_size = u16::try_from(size).ok().filter(|&s| s > 0);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// What one outgoing message needs in its control buffer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SendControl {
+    /// Source address to send from (`IP_PKTINFO` / `IPV6_PKTINFO`), for sockets bound to a wildcard address.
+    pub source_ip: Option<IpAddr>,
+    /// Interface for IPv6 packet info (needed for link-local peers), 0 to let routing choose.
+    pub ifindex: u32,
+    /// GSO segment size (`UDP_SEGMENT`); 0 sends the message as one datagram.
+    pub segment_size: u16,
+}
+
+fn put_cmsg(buf: &mut [u8], offset: usize, level: i32, kind: i32, data: &[u8]) -> Option<usize> {
+    let space = cmsg_space(data.len());
+    let end = offset.checked_add(space)?;
+    if end > buf.len() {
+        return None;
+    }
+    let cmsg_len = CMSG_HEADER + data.len();
+    buf[offset..offset + 8].copy_from_slice(&cmsg_len.to_ne_bytes());
+    buf[offset + 8..offset + 12].copy_from_slice(&level.to_ne_bytes());
+    buf[offset + 12..offset + 16].copy_from_slice(&kind.to_ne_bytes());
+    buf[offset + CMSG_HEADER..offset + cmsg_len].copy_from_slice(data);
+    buf[offset + cmsg_len..end].fill(0);
+    Some(end)
+}
+
+/// Encodes `control` into `buf` and returns the number of bytes used (`msg_controllen`), or `None` if it
+/// would not fit (it always fits in [`SEND_CMSG_SPACE`]).
+pub fn encode_send_control(control: &SendControl, buf: &mut [u8]) -> Option<usize> {
+    let mut used = 0;
+    match control.source_ip {
+        Some(IpAddr::V4(ip)) => {
+            let mut info = [0u8; 12];
+            info[4..8].copy_from_slice(&ip.octets()); // ipi_spec_dst: the source to use
+            used = put_cmsg(buf, used, libc::IPPROTO_IP, libc::IP_PKTINFO, &info)?;
+        }
+        Some(IpAddr::V6(ip)) => {
+            let mut info = [0u8; 20];
+            info[0..16].copy_from_slice(&ip.octets());
+            info[16..20].copy_from_slice(&control.ifindex.to_ne_bytes());
+            used = put_cmsg(buf, used, libc::IPPROTO_IPV6, libc::IPV6_PKTINFO, &info)?;
+        }
+        None => {}
+    }
+    if control.segment_size > 0 {
+        used = put_cmsg(
+            buf,
+            used,
+            libc::SOL_UDP,
+            libc::UDP_SEGMENT,
+            &control.segment_size.to_ne_bytes(),
+        )?;
+    }
+    Some(used)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peer_addr_round_trips_v4_and_v6() {
+        for text in [
+            "127.0.0.1:9999",
+            "[::1]:443",
+            "[fe80::1%3]:53",
+            "10.1.2.3:0",
+        ] {
+            let addr: SocketAddr = text.parse().unwrap();
+            let peer = PeerAddr::from_socket_addr(addr);
+            assert_eq!(peer.to_socket_addr(), addr, "{text}");
+            let mut name = NameBuf::default();
+            name.0[..peer.as_bytes().len()].copy_from_slice(peer.as_bytes());
+            assert_eq!(
+                PeerAddr::from_name(&name, peer.as_bytes().len()),
+                Some(peer)
+            );
+        }
+    }
+
+    #[test]
+    fn peer_addr_rejects_non_ip_names() {
+        let mut name = NameBuf::default();
+        name.0[0..2].copy_from_slice(&(libc::AF_UNIX as u16).to_ne_bytes());
+        assert_eq!(PeerAddr::from_name(&name, 16), None);
+        assert_eq!(PeerAddr::from_name(&name, 200), None);
+    }
+
+    /// Builds a receive-side control buffer the way the kernel would, for the decoder tests.
+    fn build(messages: &[(i32, i32, Vec<u8>)]) -> (CmsgBuf<RECV_CMSG_SPACE>, usize) {
+        let mut buf = CmsgBuf::<RECV_CMSG_SPACE>::default();
+        let mut used = 0;
+        for (level, kind, data) in messages {
+            used = put_cmsg(&mut buf.0, used, *level, *kind, data).unwrap();
+        }
+        (buf, used)
+    }
+
+    #[test]
+    fn decodes_every_receive_message_kind() {
+        let mut ts = Vec::new();
+        ts.extend_from_slice(&5i64.to_ne_bytes());
+        ts.extend_from_slice(&7i64.to_ne_bytes());
+        let mut pktinfo = vec![0u8; 12];
+        pktinfo[0..4].copy_from_slice(&2u32.to_ne_bytes());
+        pktinfo[8..12].copy_from_slice(&[127, 0, 0, 2]);
+        let (buf, len) = build(&[
+            (libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, ts),
+            (libc::IPPROTO_IP, libc::IP_PKTINFO, pktinfo),
+            (libc::SOL_UDP, libc::UDP_GRO, 1200u32.to_ne_bytes().to_vec()),
+            (
+                libc::SOL_SOCKET,
+                libc::SO_RXQ_OVFL,
+                42u32.to_ne_bytes().to_vec(),
+            ),
+        ]);
+        let control = decode_recv_control(&buf.0, len);
+        assert_eq!(control.rx_time_ns, Some(5_000_000_007));
+        assert_eq!(control.local_ip, Some("127.0.0.2".parse().unwrap()));
+        assert_eq!(control.ifindex, 2);
+        assert_eq!(control.segment_size, Some(1200));
+        assert_eq!(control.kernel_drops, Some(42));
+    }
+
+    #[test]
+    fn decodes_ipv6_pktinfo_and_ignores_garbage() {
+        let mut info = vec![0u8; 20];
+        info[15] = 1;
+        info[16..20].copy_from_slice(&1u32.to_ne_bytes());
+        let (mut buf, len) = build(&[(libc::IPPROTO_IPV6, libc::IPV6_PKTINFO, info)]);
+        let control = decode_recv_control(&buf.0, len);
+        assert_eq!(control.local_ip, Some("::1".parse().unwrap()));
+        assert_eq!(control.ifindex, 1);
+        // A header claiming more bytes than were written stops decoding instead of reading past the end.
+        buf.0[0..8].copy_from_slice(&10_000usize.to_ne_bytes());
+        assert_eq!(decode_recv_control(&buf.0, len), RecvControl::default());
+    }
+
+    #[test]
+    fn encodes_within_send_space_and_round_trips_pktinfo() {
+        let mut buf = [0u8; SEND_CMSG_SPACE];
+        let control = SendControl {
+            source_ip: Some("::1".parse().unwrap()),
+            ifindex: 1,
+            segment_size: 1400,
+        };
+        let used = encode_send_control(&control, &mut buf).unwrap();
+        assert_eq!(used, cmsg_space(20) + cmsg_space(2));
+        let decoded = decode_recv_control(&buf, used);
+        assert_eq!(decoded.local_ip, control.source_ip);
+        assert_eq!(decoded.ifindex, 1);
+        let none = encode_send_control(&SendControl::default(), &mut buf).unwrap();
+        assert_eq!(none, 0);
+        assert!(encode_send_control(&control, &mut [0u8; 8]).is_none());
+    }
+}
