@@ -11,6 +11,9 @@ use crate::handler::HandlerSpec;
 /// Largest UDP payload over IPv4 (65,535 minus the IP and UDP headers).
 pub const MAX_UDP_PAYLOAD: usize = 65_507;
 
+/// Default `--max-datagram`: above any UDP payload (IPv6 allows up to 65,527), so nothing is cut by default.
+pub const MAX_DATAGRAM_DEFAULT: usize = 65_535;
+
 /// Raw `udpd serve` flags, as typed. Every value is optional so that a configuration file can sit under them.
 #[derive(Debug, Clone, Default, Args)]
 pub struct ServeArgs {
@@ -29,7 +32,7 @@ pub struct ServeArgs {
     /// Datagrams per recvmmsg/sendmmsg call [default: 64; 1 to 1024].
     #[arg(long, value_name = "N")]
     pub batch: Option<usize>,
-    /// Largest datagram accepted; larger ones are counted as `truncated` and not answered [default: 65507].
+    /// Largest datagram accepted; larger ones are counted as `truncated` and not answered [default: 65535].
     #[arg(long, value_name = "BYTES")]
     pub max_datagram: Option<usize>,
     /// Reply logic: echo, upper, ack[:TEXT] or discard [default: echo].
@@ -84,7 +87,7 @@ impl Default for ServeConfig {
             workers: available_cpus().len().max(1),
             cpus: Some(available_cpus()),
             batch: 64,
-            max_datagram: MAX_UDP_PAYLOAD,
+            max_datagram: MAX_DATAGRAM_DEFAULT,
             handler: HandlerSpec::Echo,
             rcvbuf: None,
             sndbuf: None,

@@ -4,6 +4,7 @@
 #[cfg(not(target_os = "linux"))]
 compile_error!("udpd is Linux-only: it relies on recvmmsg/sendmmsg, SO_REUSEPORT, UDP GSO and GRO");
 
+pub mod batch;
 pub mod cli;
 pub mod cli_error;
 pub mod error;
@@ -17,3 +18,6 @@ pub mod doctor;
 pub mod handler;
 pub mod load;
 pub mod server;
+pub mod socket;
+pub mod stats;
+pub mod worker;

@@ -1,8 +1,192 @@
 //! Starts the workers and the reporter, wires up signals, and waits for the end.
 
-use crate::config::ServeArgs;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Instant;
 
-pub fn run_from_args(args: ServeArgs) -> crate::Result<()> {
-    let _config = args.resolve()?;
-    Err(crate::Error::runtime("serve: work in progress"))
+use mio::{Poll, Waker};
+
+use crate::config::{ServeArgs, ServeConfig};
+use crate::error::{Error, Result};
+use crate::handler::Handler;
+use crate::stats::{self, Reporter, Summary};
+use crate::worker::{self, WorkerParts, WAKER};
+
+/// A running server: its workers are serving; [`Server::wait`] reports until they stop.
+pub struct Server {
+    local: SocketAddr,
+    shutdown: ShutdownHandle,
+    threads: Vec<JoinHandle<()>>,
+    reporter: Reporter,
+    warnings: Vec<String>,
+}
+
+/// Stops every worker of a server: sets the stop flag, then wakes each worker's poll.
+#[derive(Clone)]
+pub struct ShutdownHandle {
+    stop: Arc<AtomicBool>,
+    wakers: Vec<Arc<Waker>>,
+}
+
+impl ShutdownHandle {
+    pub fn shutdown(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for waker in &self.wakers {
+            let _ = waker.wake();
+        }
+    }
+}
+
+impl Server {
+    /// Binds every worker socket (failing before any thread starts) and starts the workers.
+    /// `make_handler` is called once per worker.
+    pub fn start(
+        config: &ServeConfig,
+        mut make_handler: impl FnMut() -> Box<dyn Handler>,
+    ) -> Result<Server> {
+        let started = Instant::now();
+        let mut warnings = Vec::new();
+        let mut sockets = Vec::with_capacity(config.workers);
+        let mut address = config.listen;
+        for _ in 0..config.workers {
+            let socket = crate::socket::open(address, config, &mut warnings)?;
+            // With port 0 the first socket picks the port; the others join it.
+            address = socket.local;
+            sockets.push(socket);
+        }
+        warnings.dedup();
+        let (reporter, links) =
+            stats::channel(config.workers, config.interval, config.quiet, started);
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut wakers = Vec::with_capacity(config.workers);
+        let mut parts = Vec::with_capacity(config.workers);
+        for (index, (socket, link)) in sockets.into_iter().zip(links).enumerate() {
+            let poll = Poll::new()
+                .map_err(|e| Error::runtime(format!("cannot create an event loop: {e}")))?;
+            let waker = Waker::new(poll.registry(), WAKER)
+                .map_err(|e| Error::runtime(format!("cannot create a waker: {e}")))?;
+            wakers.push(Arc::new(waker));
+            parts.push(WorkerParts {
+                index,
+                socket,
+                poll,
+                cpu: config.cpus.as_ref().map(|cpus| cpus[index % cpus.len()]),
+                batch: config.batch,
+                max_datagram: config.max_datagram,
+                handler: make_handler(),
+                stats: link,
+                interval: config.interval,
+                started,
+                stop: Arc::clone(&stop),
+            });
+        }
+        let mut threads = Vec::with_capacity(parts.len());
+        for part in parts {
+            let name = format!("udpd-worker-{}", part.index);
+            let thread = std::thread::Builder::new()
+                .name(name)
+                .spawn(move || worker::run(part))
+                .map_err(|e| Error::runtime(format!("cannot start a worker thread: {e}")))?;
+            threads.push(thread);
+        }
+        Ok(Server {
+            local: address,
+            shutdown: ShutdownHandle { stop, wakers },
+            threads,
+            reporter,
+            warnings,
+        })
+    }
+
+    /// The bound address (with the real port when 0 was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    pub fn worker_count(&self) -> usize {
+        self.threads.len()
+    }
+
+    /// Soft problems found while opening sockets (capped buffers, missing offloads), one line each.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        self.shutdown.clone()
+    }
+
+    /// Prints interval lines through `emit` until every worker has stopped, then returns the totals.
+    pub fn wait(self, emit: impl FnMut(&str)) -> Summary {
+        let summary = self.reporter.run(emit);
+        for thread in self.threads {
+            let _ = thread.join();
+        }
+        summary
+    }
+}
+
+/// `udpd serve`: resolve flags, start, print the address, report until SIGINT/SIGTERM, print the summary.
+pub fn run_from_args(args: ServeArgs) -> Result<()> {
+    let config = args.resolve()?;
+    run(&config)
+}
+
+/// Runs the daemon with a resolved configuration until SIGINT or SIGTERM.
+pub fn run(config: &ServeConfig) -> Result<()> {
+    let server = Server::start(config, || config.handler.build())?;
+    for warning in server.warnings() {
+        eprintln!("udpd: warning: {warning}");
+    }
+    let shutdown = server.shutdown_handle();
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+    ])
+    .map_err(|e| Error::runtime(format!("cannot install signal handlers: {e}")))?;
+    std::thread::Builder::new()
+        .name("udpd-signals".into())
+        .spawn(move || {
+            if signals.forever().next().is_some() {
+                shutdown.shutdown();
+            }
+        })
+        .map_err(|e| Error::runtime(format!("cannot start the signal thread: {e}")))?;
+    let header = format!(
+        "{} workers, handler {}, gso {}, gro {}",
+        server.worker_count(),
+        config.handler,
+        on_off(config.gso),
+        on_off(config.gro)
+    );
+    {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(
+            out,
+            "listening on {} (udp, {} workers)",
+            server.local_addr(),
+            server.worker_count()
+        );
+        let _ = out.flush();
+    }
+    let summary = server.wait(|line| {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{line}");
+        let _ = out.flush();
+    });
+    let mut out = std::io::stdout().lock();
+    let _ = write!(out, "{}", summary.render(&header));
+    let _ = out.flush();
+    Ok(())
+}
+
+fn on_off(on: bool) -> &'static str {
+    if on {
+        "on"
+    } else {
+        "off"
+    }
 }

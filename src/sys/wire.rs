@@ -41,7 +41,7 @@ const AF_INET6: u16 = libc::AF_INET6 as u16;
 impl PeerAddr {
     /// Copies the first `len` bytes of a kernel-filled address buffer; `None` when the length or family is not IP.
     pub fn from_name(name: &NameBuf, len: usize) -> Option<PeerAddr> {
-        if len > PEER_LEN_MAX || len < 2 {
+        if !(2..=PEER_LEN_MAX).contains(&len) {
             return None;
         }
         let family = u16::from_ne_bytes([name.0[0], name.0[1]]);

@@ -1,0 +1,181 @@
+//! Opens one worker's socket: SO_REUSEPORT, bind, buffers, and the optional kernel features, each probed.
+
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use nix::errno::Errno;
+use nix::sys::socket::{
+    bind, getsockname, setsockopt, socket, sockopt, AddressFamily, SockFlag, SockType,
+    SockaddrStorage,
+};
+
+use crate::config::ServeConfig;
+use crate::error::{Error, Result};
+
+/// Which optional kernel features this socket ended up with.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SocketFeatures {
+    /// Replies may carry `UDP_SEGMENT` (GSO).
+    pub gso: bool,
+    /// Requests may arrive coalesced (`UDP_GRO`).
+    pub gro: bool,
+    /// Packet info is on: replies must name their source address (wildcard bind).
+    pub pktinfo: bool,
+    /// Kernel receive timestamps are on.
+    pub timestamps: bool,
+}
+
+/// A bound, non-blocking worker socket.
+pub struct WorkerSocket {
+    pub socket: UdpSocket,
+    pub local: SocketAddr,
+    pub features: SocketFeatures,
+}
+
+/// Opens a socket bound to `addr` with `SO_REUSEPORT`, configured as `config` asks.
+///
+/// Soft failures (a capped buffer, a missing offload) are described in `warnings`; the socket still works.
+pub fn open(
+    addr: SocketAddr,
+    config: &ServeConfig,
+    warnings: &mut Vec<String>,
+) -> Result<WorkerSocket> {
+    let family = if addr.is_ipv4() {
+        AddressFamily::Inet
+    } else {
+        AddressFamily::Inet6
+    };
+    let fd: OwnedFd = socket(
+        family,
+        SockType::Datagram,
+        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .map_err(|errno| Error::runtime(format!("cannot create a UDP socket: {}", errno.desc())))?;
+    setsockopt(&fd, sockopt::ReusePort, &true).map_err(|errno| {
+        Error::runtime(format!(
+            "cannot set SO_REUSEPORT: {} (udpd needs Linux 3.9 or later)",
+            errno.desc()
+        ))
+    })?;
+    if let Some(bytes) = config.rcvbuf {
+        set_buffer(&fd, bytes, Buffer::Receive, warnings);
+    }
+    if let Some(bytes) = config.sndbuf {
+        set_buffer(&fd, bytes, Buffer::Send, warnings);
+    }
+    bind(fd.as_raw_fd(), &SockaddrStorage::from(addr)).map_err(|errno| bind_error(addr, errno))?;
+    let local = getsockname::<SockaddrStorage>(fd.as_raw_fd())
+        .ok()
+        .and_then(|storage| to_socket_addr(&storage))
+        .unwrap_or(addr);
+
+    let mut features = SocketFeatures::default();
+    // Drop counter on every datagram: cheap, and the only way to see kernel-side loss per socket.
+    let _ = setsockopt(&fd, sockopt::RxqOvfl, &1);
+    if config.latency {
+        features.timestamps = setsockopt(&fd, sockopt::ReceiveTimestampns, &true).is_ok();
+        if !features.timestamps {
+            warnings.push("kernel receive timestamps unavailable: latency is measured from the moment udpd reads each batch".into());
+        }
+    }
+    if addr.ip().is_unspecified() {
+        let v4 = setsockopt(&fd, sockopt::Ipv4PacketInfo, &true).is_ok();
+        let v6 = addr.is_ipv6() && setsockopt(&fd, sockopt::Ipv6RecvPacketInfo, &true).is_ok();
+        features.pktinfo = v4 || v6;
+        if !features.pktinfo {
+            warnings.push(
+                "packet info unavailable: replies leave from the kernel's choice of source address"
+                    .into(),
+            );
+        }
+    }
+    if config.gro {
+        match setsockopt(&fd, sockopt::UdpGroSegment, &true) {
+            Ok(()) => features.gro = true,
+            Err(errno) => warnings.push(format!(
+                "UDP GRO unavailable ({}): requests are received one datagram per buffer",
+                errno.desc()
+            )),
+        }
+    }
+    if config.gso {
+        // Setting a zero segment size probes for GSO support without changing what is sent by default.
+        match setsockopt(&fd, sockopt::UdpGsoSegment, &0) {
+            Ok(()) => features.gso = true,
+            Err(errno) => warnings.push(format!(
+                "UDP GSO unavailable ({}): replies are sent one datagram per message",
+                errno.desc()
+            )),
+        }
+    }
+    Ok(WorkerSocket {
+        socket: UdpSocket::from(fd),
+        local,
+        features,
+    })
+}
+
+#[derive(Clone, Copy)]
+enum Buffer {
+    Receive,
+    Send,
+}
+
+/// Sets a socket buffer, then reads back what the kernel granted (it doubles the request for bookkeeping);
+/// when capped, retries with the privileged `*BUFFORCE` option and otherwise warns naming the sysctl.
+fn set_buffer(fd: &OwnedFd, bytes: usize, which: Buffer, warnings: &mut Vec<String>) {
+    let (flag, sysctl) = match which {
+        Buffer::Receive => ("--rcvbuf", "net.core.rmem_max"),
+        Buffer::Send => ("--sndbuf", "net.core.wmem_max"),
+    };
+    let effective = |fd: &OwnedFd| -> usize {
+        match which {
+            Buffer::Receive => nix::sys::socket::getsockopt(fd, sockopt::RcvBuf).unwrap_or(0),
+            Buffer::Send => nix::sys::socket::getsockopt(fd, sockopt::SndBuf).unwrap_or(0),
+        }
+    };
+    let _ = match which {
+        Buffer::Receive => setsockopt(fd, sockopt::RcvBuf, &bytes),
+        Buffer::Send => setsockopt(fd, sockopt::SndBuf, &bytes),
+    };
+    if effective(fd) >= bytes {
+        return;
+    }
+    let _ = match which {
+        Buffer::Receive => setsockopt(fd, sockopt::RcvBufForce, &bytes),
+        Buffer::Send => setsockopt(fd, sockopt::SndBufForce, &bytes),
+    };
+    let granted = effective(fd);
+    if granted < bytes {
+        warnings.push(format!(
+            "{flag} {bytes} was capped by the kernel to {granted} bytes: raise {sysctl} (sysctl -w {sysctl}={bytes})"
+        ));
+    }
+}
+
+fn bind_error(addr: SocketAddr, errno: Errno) -> Error {
+    let fix = match errno {
+        Errno::EADDRINUSE => "another program holds this port without SO_REUSEPORT: stop it or choose another --listen port",
+        Errno::EACCES => "ports below 1024 need root or CAP_NET_BIND_SERVICE: choose a port of 1024 or more",
+        Errno::EADDRNOTAVAIL => "no interface of this host has that address: use 0.0.0.0 or one of `ip addr`",
+        Errno::EAFNOSUPPORT => "this host has no support for that address family (IPv6 disabled?)",
+        _ => "check the --listen address",
+    };
+    Error::runtime(format!("cannot listen on {addr}: {} — {fix}", errno.desc()))
+}
+
+fn to_socket_addr(storage: &SockaddrStorage) -> Option<SocketAddr> {
+    if let Some(v4) = storage.as_sockaddr_in() {
+        return Some(SocketAddr::V4((*v4).into()));
+    }
+    storage
+        .as_sockaddr_in6()
+        .map(|v6| SocketAddr::V6((*v6).into()))
+}
+
+/// Whether an error from `sendmmsg` means the kernel refused the GSO option itself.
+pub fn is_gso_refusal(error: &io::Error) -> bool {
+    matches!(error.raw_os_error(), Some(libc::EIO) | Some(libc::EINVAL))
+}
