@@ -59,6 +59,25 @@ pub struct ServeArgs {
     /// Do not take kernel receive timestamps or record latency histograms (counters stay on).
     #[arg(long)]
     pub no_latency: bool,
+    /// Read settings from this TOML file (keys as in dist/udpd.toml); flags given here override it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
+    /// Print the effective configuration (defaults, file, flags) as TOML and exit.
+    #[arg(long)]
+    pub print_config: bool,
+    /// Report format on stdout: text, or json (one object per line) [default: text].
+    #[arg(long, value_name = "FORMAT")]
+    pub format: Option<String>,
+    /// Serve Prometheus metrics over HTTP on this address (e.g. 127.0.0.1:9100), from a separate thread.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<String>,
+}
+
+/// How reports are printed on stdout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportFormat {
+    Text,
+    Json,
 }
 
 /// A validated `udpd serve` configuration: every value in range, nothing left to parse.
@@ -78,6 +97,9 @@ pub struct ServeConfig {
     pub interval: Duration,
     pub quiet: bool,
     pub latency: bool,
+    pub format: ReportFormat,
+    /// Where to serve Prometheus metrics, if anywhere.
+    pub metrics: Option<SocketAddr>,
 }
 
 impl Default for ServeConfig {
@@ -96,6 +118,8 @@ impl Default for ServeConfig {
             interval: Duration::from_secs(1),
             quiet: false,
             latency: true,
+            format: ReportFormat::Text,
+            metrics: None,
         }
     }
 }
@@ -116,8 +140,16 @@ pub fn available_cpus() -> Vec<usize> {
 }
 
 impl ServeArgs {
-    /// Validates the flags into a configuration, filling defaults.
+    /// Validates the flags, laid over the `--config` file when there is one, into a configuration.
     pub fn resolve(&self) -> Result<ServeConfig> {
+        match &self.config {
+            Some(path) => crate::config_file::merge(path, self)?.resolve_flags(),
+            None => self.resolve_flags(),
+        }
+    }
+
+    /// Validates the flags into a configuration, filling defaults.
+    fn resolve_flags(&self) -> Result<ServeConfig> {
         let defaults = ServeConfig::default();
         let listen = match &self.listen {
             Some(text) => parse_listen(text)?,
@@ -183,6 +215,23 @@ impl ServeArgs {
                 }
             }
         }
+        let format = match self.format.as_deref() {
+            None | Some("text") => ReportFormat::Text,
+            Some("json") => ReportFormat::Json,
+            Some(other) => {
+                return Err(Error::usage(format!(
+                    "--format {other:?} is unknown: use text or json"
+                )))
+            }
+        };
+        let metrics = match &self.metrics {
+            Some(text) => Some(text.parse::<SocketAddr>().map_err(|_| {
+                Error::usage(format!(
+                    "--metrics {text:?} is not an address: use IP:PORT such as 127.0.0.1:9100"
+                ))
+            })?),
+            None => None,
+        };
         Ok(ServeConfig {
             listen,
             workers,
@@ -197,6 +246,8 @@ impl ServeArgs {
             interval,
             quiet: self.quiet,
             latency: !self.no_latency,
+            format,
+            metrics,
         })
     }
 }

@@ -1,11 +1,403 @@
-//! `udpd doctor` (not written yet; see issue 4).
+//! `udpd doctor`: checks this host for what limits a UDP server and prints each finding with its fix.
+
+use std::net::UdpSocket;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use clap::Args;
+use nix::sys::resource::{getrlimit, Resource};
+use nix::sys::socket::{self as nixsock, AddressFamily, SockFlag, SockType, SockaddrIn};
 
-/// Flags of `udpd doctor`.
+use crate::error::{Error, Result};
+
+/// Socket buffer size recommended for high datagram rates when none is given.
+pub const RECOMMENDED_BUFFER: usize = 8 << 20;
+/// `net.core.netdev_max_backlog` recommended for high rates (the kernel's default is 1000).
+pub const RECOMMENDED_BACKLOG: u64 = 10_000;
+
+/// Flags of `udpd doctor`: the settings you plan to run `udpd serve` with.
 #[derive(Debug, Clone, Args)]
-pub struct DoctorArgs {}
+pub struct DoctorArgs {
+    /// The --rcvbuf you will give `udpd serve`, in bytes [default: checks for 8 MiB, recommended for high rates].
+    #[arg(long, value_name = "BYTES")]
+    pub rcvbuf: Option<usize>,
+    /// The --sndbuf you will give `udpd serve`, in bytes [default: checks for 8 MiB, recommended for high rates].
+    #[arg(long, value_name = "BYTES")]
+    pub sndbuf: Option<usize>,
+    /// The --workers you will give `udpd serve` [default: one per CPU this process may use].
+    #[arg(long, value_name = "N")]
+    pub workers: Option<usize>,
+}
 
-pub fn run(_args: DoctorArgs) -> crate::Result<()> {
-    Err(crate::Error::runtime("udpd doctor is not implemented yet"))
+/// One line of the report.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finding {
+    pub ok: bool,
+    pub what: String,
+    pub detail: String,
+    /// What to do about it; empty when `ok`.
+    pub fix: String,
+}
+
+impl Finding {
+    fn ok(what: &str, detail: String) -> Finding {
+        Finding {
+            ok: true,
+            what: what.to_string(),
+            detail,
+            fix: String::new(),
+        }
+    }
+
+    fn warn(what: &str, detail: String, fix: String) -> Finding {
+        Finding {
+            ok: false,
+            what: what.to_string(),
+            detail,
+            fix,
+        }
+    }
+
+    /// `ok    WHAT: detail` or `warn  WHAT: detail — fix: ...`.
+    pub fn line(&self) -> String {
+        if self.ok {
+            format!("ok    {}: {}", self.what, self.detail)
+        } else {
+            format!("warn  {}: {} — fix: {}", self.what, self.detail, self.fix)
+        }
+    }
+}
+
+pub fn run(args: DoctorArgs) -> Result<()> {
+    for (flag, value) in [("--rcvbuf", args.rcvbuf), ("--sndbuf", args.sndbuf)] {
+        if let Some(bytes) = value {
+            if !(1024..=i32::MAX as usize / 2).contains(&bytes) {
+                return Err(Error::usage(format!(
+                    "{flag} {bytes} is out of range: use 1024 to {} bytes",
+                    i32::MAX / 2
+                )));
+            }
+        }
+    }
+    if matches!(args.workers, Some(0)) {
+        return Err(Error::usage("--workers must be at least 1"));
+    }
+    let findings = check_all(&args);
+    for finding in &findings {
+        println!("{}", finding.line());
+    }
+    let warnings = findings.iter().filter(|f| !f.ok).count();
+    if warnings == 0 {
+        println!("doctor: all {} checks ok", findings.len());
+        Ok(())
+    } else {
+        Err(Error::runtime(format!(
+            "{warnings} of {} checks need attention (the warn lines above say how to fix each)",
+            findings.len()
+        )))
+    }
+}
+
+/// Every check, in report order.
+pub fn check_all(args: &DoctorArgs) -> Vec<Finding> {
+    let snmp = std::fs::read_to_string("/proc/net/snmp").ok();
+    let snmp6 = std::fs::read_to_string("/proc/net/snmp6").ok();
+    vec![
+        check_buffer_max("net.core.rmem_max", "--rcvbuf", args.rcvbuf),
+        check_buffer_max("net.core.wmem_max", "--sndbuf", args.sndbuf),
+        check_backlog(),
+        check_buffer_errors(
+            "RcvbufErrors",
+            snmp.as_deref(),
+            snmp6.as_deref(),
+            "raise --rcvbuf (and net.core.rmem_max), add workers, or use a lighter handler; \
+             `udpd serve` reports its own share as kernel_rx_overflow",
+        ),
+        check_buffer_errors(
+            "SndbufErrors",
+            snmp.as_deref(),
+            snmp6.as_deref(),
+            "raise --sndbuf (and net.core.wmem_max)",
+        ),
+        check_cpus(args.workers),
+        check_reuseport(),
+        check_udp_option("UDP GSO", libc::UDP_SEGMENT, 1400, "4.18", "--no-gso"),
+        check_udp_option("UDP GRO", libc::UDP_GRO, 1, "5.0", "--no-gro"),
+        check_nofile(args.workers),
+    ]
+}
+
+/// Reads a `/proc/sys` integer by its sysctl name.
+fn read_sysctl(name: &str) -> std::result::Result<u64, String> {
+    let path = format!("/proc/sys/{}", name.replace('.', "/"));
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {path}: {e}"))?;
+    text.trim()
+        .parse()
+        .map_err(|_| format!("{path} holds {:?}, not a number", text.trim()))
+}
+
+/// The kernel caps SO_RCVBUF/SO_SNDBUF requests at `net.core.[rw]mem_max`: it must be at least the buffer asked for.
+fn check_buffer_max(sysctl: &str, flag: &str, asked: Option<usize>) -> Finding {
+    let (want, why) = match asked {
+        Some(bytes) => (bytes as u64, format!("{flag} {bytes}")),
+        None => (
+            RECOMMENDED_BUFFER as u64,
+            format!(
+                "{} MiB recommended for high rates",
+                RECOMMENDED_BUFFER >> 20
+            ),
+        ),
+    };
+    match read_sysctl(sysctl) {
+        Ok(have) if have >= want => Finding::ok(sysctl, format!("{have} bytes >= {want} ({why})")),
+        Ok(have) => Finding::warn(
+            sysctl,
+            format!("{have} bytes < {want} ({why}): the kernel silently caps the socket buffer at {have}"),
+            format!("sysctl -w {sysctl}={want} (or scripts/tune-sysctl.sh)"),
+        ),
+        Err(message) => Finding::warn(
+            sysctl,
+            message,
+            "run on Linux with /proc mounted to check it".to_string(),
+        ),
+    }
+}
+
+/// Loopback and receive-side processing queue packets per CPU in the backlog; a short one drops bursts.
+fn check_backlog() -> Finding {
+    let name = "net.core.netdev_max_backlog";
+    match read_sysctl(name) {
+        Ok(have) if have >= RECOMMENDED_BACKLOG => Finding::ok(
+            name,
+            format!("{have} >= {RECOMMENDED_BACKLOG} recommended for high rates"),
+        ),
+        Ok(have) => Finding::warn(
+            name,
+            format!("{have} < {RECOMMENDED_BACKLOG}: bursts beyond it are dropped before any socket sees them"),
+            format!("sysctl -w {name}={RECOMMENDED_BACKLOG} (or scripts/tune-sysctl.sh)"),
+        ),
+        Err(message) => Finding::warn(
+            name,
+            message,
+            "run on Linux with /proc mounted to check it".to_string(),
+        ),
+    }
+}
+
+/// The `Udp:` counter `field` from `/proc/net/snmp` text (a header line of names, then a line of values).
+pub fn snmp_counter(snmp: &str, field: &str) -> Option<u64> {
+    let mut lines = snmp.lines().filter(|line| line.starts_with("Udp:"));
+    let names = lines.next()?;
+    let values = lines.next()?;
+    let index = names.split_whitespace().position(|name| name == field)?;
+    values.split_whitespace().nth(index)?.parse().ok()
+}
+
+/// The `Udp6FIELD` counter from `/proc/net/snmp6` text (one `name value` pair per line).
+pub fn snmp6_counter(snmp6: &str, field: &str) -> Option<u64> {
+    let key = format!("Udp6{field}");
+    snmp6.lines().find_map(|line| {
+        let mut parts = line.split_whitespace();
+        (parts.next()? == key).then(|| parts.next()?.parse().ok())?
+    })
+}
+
+/// Datagrams the kernel dropped since boot because a UDP socket buffer was full (IPv4 plus IPv6).
+fn check_buffer_errors(field: &str, snmp: Option<&str>, snmp6: Option<&str>, fix: &str) -> Finding {
+    let what = format!("UDP {field}");
+    let Some(v4) = snmp.and_then(|text| snmp_counter(text, field)) else {
+        return Finding::warn(
+            &what,
+            format!("no {field} counter in /proc/net/snmp"),
+            "run on Linux with /proc mounted to check it".to_string(),
+        );
+    };
+    let v6 = snmp6
+        .and_then(|text| snmp6_counter(text, field))
+        .unwrap_or(0);
+    let total = v4 + v6;
+    if total == 0 {
+        Finding::ok(
+            &what,
+            "0 datagrams dropped since boot (/proc/net/snmp)".to_string(),
+        )
+    } else {
+        Finding::warn(
+            &what,
+            format!("{total} datagrams dropped since boot because a socket buffer was full (IPv4 {v4}, IPv6 {v6})"),
+            fix.to_string(),
+        )
+    }
+}
+
+/// More workers than CPUs makes workers share cores (and pinning wraps around).
+fn check_cpus(workers: Option<usize>) -> Finding {
+    let cpus = crate::config::available_cpus();
+    let workers = workers.unwrap_or(cpus.len());
+    let list = cpus
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    if workers <= cpus.len() {
+        Finding::ok(
+            "CPUs",
+            format!(
+                "{workers} workers on {} CPUs available ({list})",
+                cpus.len()
+            ),
+        )
+    } else {
+        Finding::warn(
+            "CPUs",
+            format!(
+                "{workers} workers but only {} CPUs available ({list}): workers will share cores",
+                cpus.len()
+            ),
+            format!(
+                "use --workers {} or fewer, or widen the CPU affinity (taskset, systemd CPUAffinity=)",
+                cpus.len()
+            ),
+        )
+    }
+}
+
+/// A loopback UDP socket with `SO_REUSEPORT` set, bound to `port` (0: any).
+fn reuseport_socket(port: u16) -> std::result::Result<(OwnedFd, u16), String> {
+    let fd = nixsock::socket(
+        AddressFamily::Inet,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .map_err(|e| format!("cannot open a UDP socket: {e}"))?;
+    crate::sys::set_int_option(fd.as_fd(), libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)
+        .map_err(|e| format!("setsockopt(SO_REUSEPORT) failed: {e}"))?;
+    nixsock::bind(fd.as_raw_fd(), &SockaddrIn::new(127, 0, 0, 1, port))
+        .map_err(|e| format!("binding 127.0.0.1:{port} with SO_REUSEPORT failed: {e}"))?;
+    let bound: SockaddrIn = nixsock::getsockname(fd.as_raw_fd())
+        .map_err(|e| format!("cannot read the test socket's address: {e}"))?;
+    Ok((fd, bound.port()))
+}
+
+/// Workers share one port through `SO_REUSEPORT`: two sockets must bind the same port.
+fn check_reuseport() -> Finding {
+    let result = reuseport_socket(0).and_then(|(first, port)| {
+        let (second, _) = reuseport_socket(port)?;
+        drop((first, second));
+        Ok(port)
+    });
+    match result {
+        Ok(port) => Finding::ok(
+            "SO_REUSEPORT",
+            format!("two sockets bound 127.0.0.1:{port} together"),
+        ),
+        Err(message) => Finding::warn(
+            "SO_REUSEPORT",
+            message,
+            "use Linux 3.9 or later; until then run with --workers 1".to_string(),
+        ),
+    }
+}
+
+/// Probes a `SOL_UDP` option on a test socket: accepted means the kernel supports the offload.
+fn check_udp_option(what: &str, option: i32, value: i32, kernel: &str, flag: &str) -> Finding {
+    let socket = match UdpSocket::bind("127.0.0.1:0") {
+        Ok(socket) => socket,
+        Err(e) => {
+            return Finding::warn(
+                what,
+                format!("cannot open a test socket: {e}"),
+                "check that UDP sockets can be created here".to_string(),
+            )
+        }
+    };
+    match crate::sys::set_int_option(socket.as_fd(), libc::SOL_UDP, option, value) {
+        Ok(()) => Finding::ok(what, "supported by this kernel".to_string()),
+        Err(e) => Finding::warn(
+            what,
+            format!("not supported ({e}): udpd falls back to one datagram per syscall slot, at a higher CPU cost"),
+            format!("use Linux {kernel} or later, or pass {flag} to say so explicitly"),
+        ),
+    }
+}
+
+/// udpd needs one descriptor per worker socket plus a few; services commonly raise the limit far higher.
+fn check_nofile(workers: Option<usize>) -> Finding {
+    let workers = workers.unwrap_or_else(|| crate::config::available_cpus().len());
+    let want = 1024u64.max(workers as u64 * 4 + 64);
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft >= want => Finding::ok(
+            "open files (RLIMIT_NOFILE)",
+            format!("soft limit {soft}, hard {hard} (>= {want})"),
+        ),
+        Ok((soft, hard)) => Finding::warn(
+            "open files (RLIMIT_NOFILE)",
+            format!("soft limit {soft} < {want} (hard {hard})"),
+            format!("ulimit -n {want} before starting, or LimitNOFILE= in the systemd unit (dist/udpd.service)"),
+        ),
+        Err(e) => Finding::warn(
+            "open files (RLIMIT_NOFILE)",
+            format!("cannot read the limit: {e}"),
+            "check `ulimit -n`".to_string(),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SNMP: &str = "Ip: Forwarding DefaultTTL\nIp: 1 64\n\
+        Udp: InDatagrams NoPorts InErrors OutDatagrams RcvbufErrors SndbufErrors\n\
+        Udp: 100 2 7 90 7 3\n\
+        UdpLite: InDatagrams NoPorts InErrors OutDatagrams RcvbufErrors SndbufErrors\n\
+        UdpLite: 0 0 0 0 0 0\n";
+
+    #[test]
+    fn snmp_counters_are_found_by_name() {
+        assert_eq!(snmp_counter(SNMP, "RcvbufErrors"), Some(7));
+        assert_eq!(snmp_counter(SNMP, "SndbufErrors"), Some(3));
+        assert_eq!(snmp_counter(SNMP, "Nope"), None);
+        assert_eq!(
+            snmp6_counter(
+                "Udp6InDatagrams 5\nUdp6RcvbufErrors   \t 4\n",
+                "RcvbufErrors"
+            ),
+            Some(4)
+        );
+    }
+
+    #[test]
+    fn buffer_errors_warn_only_when_nonzero() {
+        let finding = check_buffer_errors(
+            "RcvbufErrors",
+            Some(SNMP),
+            Some("Udp6RcvbufErrors 1\n"),
+            "fix it",
+        );
+        assert!(!finding.ok);
+        assert!(
+            finding.detail.starts_with("8 datagrams"),
+            "{}",
+            finding.detail
+        );
+        let quiet = SNMP.replace("Udp: 100 2 7 90 7 3", "Udp: 100 2 0 90 0 0");
+        assert!(check_buffer_errors("RcvbufErrors", Some(&quiet), None, "fix").ok);
+        assert!(!check_buffer_errors("RcvbufErrors", None, None, "fix").ok);
+    }
+
+    #[test]
+    fn lines_have_the_documented_shape() {
+        assert_eq!(Finding::ok("x", "fine".into()).line(), "ok    x: fine");
+        assert_eq!(
+            Finding::warn("x", "bad".into(), "do y".into()).line(),
+            "warn  x: bad — fix: do y"
+        );
+    }
+
+    #[test]
+    fn too_many_workers_warn() {
+        assert!(check_cpus(Some(1)).ok);
+        assert!(!check_cpus(Some(100_000)).ok);
+    }
 }

@@ -8,12 +8,15 @@ pub mod batch;
 pub mod cli;
 pub mod cli_error;
 pub mod error;
+pub mod export;
+pub mod metrics;
 pub mod sys;
 
 pub use error::{Error, Result};
 pub mod chat;
 pub mod client;
 pub mod config;
+pub mod config_file;
 pub mod doctor;
 pub mod handler;
 pub mod load;

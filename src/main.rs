@@ -9,6 +9,7 @@ fn main() {
         Err(error) => std::process::exit(udpd::cli_error::report(error)),
     };
     let result = match cli.command {
+        Command::Serve(args) if args.print_config => udpd::config_file::print_config(&args),
         Command::Serve(args) => udpd::server::run_from_args(args),
         Command::Load(args) => udpd::load::run(args),
         Command::Client(args) => udpd::client::run(args),

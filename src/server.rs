@@ -9,10 +9,12 @@ use std::time::Instant;
 
 use mio::{Poll, Waker};
 
+use crate::config::ReportFormat;
 use crate::config::{ServeArgs, ServeConfig};
 use crate::error::{Error, Result};
 use crate::handler::Handler;
-use crate::stats::{self, Reporter, Summary};
+use crate::metrics::MetricsText;
+use crate::stats::{self, Interval, Reporter, Summary};
 use crate::worker::{self, WorkerParts, WAKER};
 
 /// A running server: its workers are serving; [`Server::wait`] reports until they stop.
@@ -58,8 +60,7 @@ impl Server {
             sockets.push(socket);
         }
         warnings.dedup();
-        let (reporter, links) =
-            stats::channel(config.workers, config.interval, config.quiet, started);
+        let (reporter, links) = stats::channel(config.workers, config.interval, started);
         let stop = Arc::new(AtomicBool::new(false));
         let mut wakers = Vec::with_capacity(config.workers);
         let mut parts = Vec::with_capacity(config.workers);
@@ -119,9 +120,9 @@ impl Server {
         self.shutdown.clone()
     }
 
-    /// Prints interval lines through `emit` until every worker has stopped, then returns the totals.
-    pub fn wait(self, emit: impl FnMut(&str)) -> Summary {
-        let summary = self.reporter.run(emit);
+    /// Hands each finished interval to `on_interval` until every worker has stopped, then returns the totals.
+    pub fn wait(self, on_interval: impl FnMut(&Interval<'_>)) -> Summary {
+        let summary = self.reporter.run(on_interval);
         for thread in self.threads {
             let _ = thread.join();
         }
@@ -155,32 +156,57 @@ pub fn run(config: &ServeConfig) -> Result<()> {
             }
         })
         .map_err(|e| Error::runtime(format!("cannot start the signal thread: {e}")))?;
-    let header = format!(
-        "{} workers, handler {}, gso {}, gro {}",
-        server.worker_count(),
-        config.handler,
-        on_off(config.gso),
-        on_off(config.gro)
-    );
-    {
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(
-            out,
-            "listening on {} (udp, {} workers)",
-            server.local_addr(),
-            server.worker_count()
-        );
-        let _ = out.flush();
+    let metrics = MetricsText::default();
+    if let Some(addr) = config.metrics {
+        let bound = crate::metrics::serve(addr, metrics.clone())?;
+        eprintln!("udpd: metrics on http://{bound}/metrics");
     }
-    let summary = server.wait(|line| {
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{line}");
-        let _ = out.flush();
+    let local = server.local_addr();
+    print_line(&format!(
+        "listening on {local} (udp, {} workers)",
+        server.worker_count()
+    ));
+    let summary = server.wait(|interval| {
+        if config.metrics.is_some() {
+            metrics.publish(crate::export::prometheus(interval.totals, interval.stats));
+        }
+        if !config.quiet {
+            print_line(&match config.format {
+                ReportFormat::Text => interval.text_line(),
+                ReportFormat::Json => crate::export::interval_json(interval),
+            });
+        }
     });
-    let mut out = std::io::stdout().lock();
-    let _ = write!(out, "{}", summary.render(&header));
-    let _ = out.flush();
+    match config.format {
+        ReportFormat::Text => {
+            let header = format!(
+                "{} workers, handler {}, gso {}, gro {}",
+                summary.workers.len(),
+                config.handler,
+                on_off(config.gso),
+                on_off(config.gro)
+            );
+            print_line(summary.render(&header).trim_end());
+        }
+        ReportFormat::Json => {
+            let settings = serde_json::json!({
+                "listen": local.to_string(),
+                "workers": summary.workers.len(),
+                "handler": config.handler.to_string(),
+                "gso": config.gso,
+                "gro": config.gro,
+            });
+            print_line(&crate::export::summary_json(&summary, settings));
+        }
+    }
     Ok(())
+}
+
+/// Writes one report line (or block) to stdout and flushes, so pipes see it at once.
+fn print_line(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{text}");
+    let _ = out.flush();
 }
 
 fn on_off(on: bool) -> &'static str {

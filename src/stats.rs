@@ -173,16 +173,21 @@ pub struct Reporter {
     interval_stats: WorkerStats,
     started: Instant,
     interval: Duration,
-    quiet: bool,
+}
+
+/// One finished interval, as the reporter hands it to whoever prints or exports it.
+pub struct Interval<'a> {
+    /// 1 for the first interval.
+    pub index: u64,
+    pub length: Duration,
+    /// What happened during this interval, all workers merged.
+    pub stats: &'a WorkerStats,
+    /// Per-worker totals since start (for cumulative exports such as Prometheus counters).
+    pub totals: &'a [WorkerStats],
 }
 
 /// Creates the reporter and one link per worker.
-pub fn channel(
-    workers: usize,
-    interval: Duration,
-    quiet: bool,
-    started: Instant,
-) -> (Reporter, Vec<StatsLink>) {
+pub fn channel(workers: usize, interval: Duration, started: Instant) -> (Reporter, Vec<StatsLink>) {
     let (to_reporter, from_workers) = mpsc::channel();
     let mut spares = Vec::with_capacity(workers);
     let mut links = Vec::with_capacity(workers);
@@ -204,7 +209,6 @@ pub fn channel(
         interval_stats: WorkerStats::default(),
         started,
         interval,
-        quiet,
     };
     (reporter, links)
 }
@@ -217,9 +221,9 @@ pub struct Summary {
 }
 
 impl Reporter {
-    /// Receives until every worker has sent its last message, printing an interval line at each boundary.
-    /// `emit` receives each printed line (stdout in the daemon).
-    pub fn run(mut self, mut emit: impl FnMut(&str)) -> Summary {
+    /// Receives until every worker has sent its last message, handing each finished interval to
+    /// `on_interval` (which prints it, exports it, or both).
+    pub fn run(mut self, mut on_interval: impl FnMut(&Interval<'_>)) -> Summary {
         let mut running = self.totals.len();
         let mut next_line = 1u64;
         // Print slightly after each boundary, so that workers' hand-offs at the boundary are included.
@@ -239,9 +243,12 @@ impl Reporter {
                     }
                 }
                 Err(RecvTimeoutError::Timeout) => {
-                    if !self.quiet {
-                        emit(&self.interval_line(next_line));
-                    }
+                    on_interval(&Interval {
+                        index: next_line,
+                        length: self.interval,
+                        stats: &self.interval_stats,
+                        totals: &self.totals,
+                    });
                     self.interval_stats.reset();
                     next_line += 1;
                 }
@@ -263,15 +270,18 @@ impl Reporter {
         self.totals[message.worker].merge(&message.stats);
         self.interval_stats.merge(&message.stats);
     }
+}
 
-    fn interval_line(&self, index: u64) -> String {
-        let secs = self.interval.as_secs_f64();
-        let c = &self.interval_stats.counters;
+impl Interval<'_> {
+    /// The interval's text report line (see docs/SERVE_OUTPUT.md).
+    pub fn text_line(&self) -> String {
+        let secs = self.length.as_secs_f64();
+        let c = &self.stats.counters;
         let rate = |n: u64| (n as f64 / secs).round() as u64;
-        let batches = &self.interval_stats.batch_sizes;
+        let batches = &self.stats.batch_sizes;
         let mut line = format!(
             "[{:>8.1}s] rx/s={} tx/s={} drop/s truncated={} no_reply={} tx_backpressure={} tx_error={} kernel_rx_overflow={} batch={:.1}",
-            secs * index as f64,
+            secs * self.index as f64,
             rate(c.rx),
             rate(c.tx),
             rate(c.truncated),
@@ -281,7 +291,7 @@ impl Reporter {
             rate(c.kernel_rx_overflow),
             if batches.is_empty() { 0.0 } else { batches.mean() },
         );
-        let latency = &self.interval_stats.latency_ns;
+        let latency = &self.stats.latency_ns;
         if latency.is_empty() {
             line.push_str(" lat_us -");
         } else {
@@ -298,7 +308,8 @@ impl Reporter {
     }
 }
 
-fn micros(ns: u64) -> u64 {
+/// Nanoseconds to whole microseconds, rounded.
+pub fn micros(ns: u64) -> u64 {
     (ns + 500) / 1000
 }
 
@@ -385,7 +396,7 @@ mod tests {
 
     #[test]
     fn reporter_merges_workers_and_recycles_buffers() {
-        let (reporter, mut links) = channel(2, Duration::from_secs(3600), true, Instant::now());
+        let (reporter, mut links) = channel(2, Duration::from_secs(3600), Instant::now());
         links[0].current.counters.rx = 5;
         links[0].current.counters.tx = 5;
         links[0].current.record_latency(2_000, 5);
@@ -427,8 +438,8 @@ mod tests {
     }
 
     #[test]
-    fn interval_lines_are_printed_when_not_quiet() {
-        let (reporter, links) = channel(1, Duration::from_millis(20), false, Instant::now());
+    fn interval_lines_are_handed_out_at_each_boundary() {
+        let (reporter, links) = channel(1, Duration::from_millis(20), Instant::now());
         let link = links.into_iter().next().unwrap();
         let (done_tx, done_rx) = mpsc::channel::<()>();
         let worker = std::thread::spawn(move || {
@@ -438,8 +449,8 @@ mod tests {
         });
         let mut lines = Vec::new();
         let mut done = Some(done_tx);
-        let _ = reporter.run(|line| {
-            lines.push(line.to_string());
+        let _ = reporter.run(|interval| {
+            lines.push(interval.text_line());
             done.take();
         });
         worker.join().unwrap();

@@ -78,10 +78,13 @@ pub struct RecvScratch {
     iovecs: Vec<libc::iovec>,
     names: Vec<NameBuf>,
     controls: Vec<CmsgBuf<RECV_CMSG_SPACE>>,
+    /// The buffer address, slot size and count the pointers were last set up for: when a call names the
+    /// same, only the fields the kernel overwrites are reset.
+    prepared_for: (usize, usize, usize),
 }
 
 // SAFETY: the raw pointers inside `headers`/`iovecs` are only meaningful during a `recv_batch` call, which
-// rewrites every one of them first; between calls they are dead values, so moving the scratch to another
+// rewrites every one of them first (or checks they already point where this call's buffers are); between calls they are dead values, so moving the scratch to another
 // thread cannot let anyone dereference them.
 unsafe impl Send for RecvScratch {}
 
@@ -97,6 +100,7 @@ impl RecvScratch {
             iovecs: vec![unsafe { std::mem::zeroed() }; capacity],
             names: vec![NameBuf::default(); capacity],
             controls: vec![CmsgBuf::default(); capacity],
+            prepared_for: (0, 0, 0),
         }
     }
 
@@ -124,26 +128,39 @@ pub fn recv_batch(
         return Ok(0);
     }
     let base = buffer.as_mut_ptr();
-    for i in 0..count {
-        // SAFETY: `i * slot_size + slot_size <= count * slot_size <= buffer.len()`, so the slot lies inside
-        // `buffer`, which is exclusively borrowed for this whole call.
-        let slot = unsafe { base.add(i * slot_size) };
-        scratch.iovecs[i] = libc::iovec {
-            iov_base: slot.cast(),
-            iov_len: slot_size,
-        };
-        let header = &mut scratch.headers[i].msg_hdr;
-        header.msg_name = scratch.names[i].0.as_mut_ptr().cast();
-        header.msg_namelen = std::mem::size_of::<NameBuf>() as libc::socklen_t;
-        // SAFETY: `i < count <= iovecs.len()`.
-        header.msg_iov = unsafe { scratch.iovecs.as_mut_ptr().add(i) };
-        header.msg_iovlen = 1;
-        header.msg_control = scratch.controls[i].0.as_mut_ptr().cast();
-        header.msg_controllen = RECV_CMSG_SPACE;
-        header.msg_flags = 0;
-        scratch.headers[i].msg_len = 0;
+    let wanted = (base as usize, slot_size, count);
+    if scratch.prepared_for == wanted {
+        // Same buffer, same slots: every pointer is already right; reset what the kernel overwrote.
+        for message in &mut scratch.headers[..count] {
+            message.msg_hdr.msg_namelen = std::mem::size_of::<NameBuf>() as libc::socklen_t;
+            message.msg_hdr.msg_controllen = RECV_CMSG_SPACE;
+            message.msg_hdr.msg_flags = 0;
+            message.msg_len = 0;
+        }
+    } else {
+        for i in 0..count {
+            // SAFETY: `i * slot_size + slot_size <= count * slot_size <= buffer.len()`, so the slot lies
+            // inside `buffer`, which is exclusively borrowed for this whole call.
+            let slot = unsafe { base.add(i * slot_size) };
+            scratch.iovecs[i] = libc::iovec {
+                iov_base: slot.cast(),
+                iov_len: slot_size,
+            };
+            let header = &mut scratch.headers[i].msg_hdr;
+            header.msg_name = scratch.names[i].0.as_mut_ptr().cast();
+            header.msg_namelen = std::mem::size_of::<NameBuf>() as libc::socklen_t;
+            // SAFETY: `i < count <= iovecs.len()`.
+            header.msg_iov = unsafe { scratch.iovecs.as_mut_ptr().add(i) };
+            header.msg_iovlen = 1;
+            header.msg_control = scratch.controls[i].0.as_mut_ptr().cast();
+            header.msg_controllen = RECV_CMSG_SPACE;
+            header.msg_flags = 0;
+            scratch.headers[i].msg_len = 0;
+        }
+        scratch.prepared_for = wanted;
     }
-    // SAFETY: `headers[..count]` are initialised above; each points at its own name buffer (128 bytes, as
+    // SAFETY: `headers[..count]` are initialised (now, or by an earlier call for this very buffer address,
+    // slot size and count: the scratch's own vectors never move, being allocated once); each points at its own name buffer (128 bytes, as
     // `msg_namelen` says), its own iovec (one slot of `buffer`, `slot_size` bytes) and its own aligned control
     // buffer (`RECV_CMSG_SPACE` bytes, as `msg_controllen` says). All of them are owned by `scratch` or
     // `buffer`, which are exclusively borrowed for the duration of the call. A null timeout means none.

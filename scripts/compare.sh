@@ -1,0 +1,198 @@
+#!/usr/bin/env bash
+# scripts/compare.sh: the same load scenarios, in the same run, against udpd
+# and the servers people would otherwise use; one table, udpd over the best
+# peer, and optionally the p99-vs-load plot.
+#
+# Servers (--servers, comma-separated, default all, in this order):
+#   udpd            udpd serve --workers W (default 1), echo handler
+#   py_echo         scripts/peers/py_echo.py: tutorial recvfrom/sendto loop
+#   socat           socat -T0.05 UDP4-RECVFROM:PORT,fork PIPE (see below)
+#   sockperf        sockperf server, driven by its own client (see lib.sh)
+#   nginx           nginx stream module, `return "ACK"` (load: --expect ack:ACK)
+#   tokio           scripts/peers/tokio-echo: tokio UdpSocket recv_from/send_to
+#   minimal-plain   scripts/peers/minimal_echo.c plain  (recvmmsg/sendmmsg)
+#   minimal-gso     ... gso    (GSO replies)
+#   minimal-grogso  ... grogso (GRO requests + GSO replies: the floor)
+# A peer that cannot be had (package not installable, build failure, no
+# readiness) is skipped with one line.
+#
+# Regimes (--regimes, default bulk,spread):
+#   bulk    udpd load --pattern bulk --flows 4 --gso --gro
+#   spread  udpd load --pattern spread --flows 1000
+# Each at --rate 0 (max offered load) and at the fixed --rates, for each of
+# the --payloads.
+#
+# Options:
+#   --servers LIST     default: all of the above
+#   --regimes LIST     default bulk,spread
+#   --payloads LIST    default 64,1400
+#   --rates LIST       fixed offered rates in pps, default 50000,100000,200000
+#   --no-max           skip the --rate 0 cells
+#   --duration SECS    per cell, default 2
+#   --runs N           repeat each cell N times, the table shows medians (default 1)
+#   --workers N        udpd workers (default 1)
+#   --server-cpus L    taskset list for servers (default 0; env SERVER_CPUS)
+#   --load-cpu N       taskset CPU for the load (default 1; env LOAD_CPU)
+#   --load-args "..."  extra arguments for every `udpd load` (e.g. "--batch 32")
+#   --results FILE     also copy the raw per-run results (TSV) there
+#   --plot FILE        draw p99 against offered load with scripts/plot.sh
+#   --no-netns         plain loopback even as root (env NO_NETNS=1)
+#   --keep             keep the work directory (server logs, load JSON)
+#
+# Runs as root inside a fresh network namespace (deleted on exit); everything
+# stays on 127.0.0.1. Example (the BENCHMARKS.md run):
+#   scripts/compare.sh --runs 1 --plot docs/p99-vs-load.svg --results /tmp/cmp.tsv
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+SERVERS="udpd,py_echo,socat,sockperf,nginx,tokio,minimal-plain,minimal-gso,minimal-grogso"
+REGIMES="bulk,spread"
+PAYLOADS="64,1400"
+RATES="50000,100000,200000"
+DO_MAX=1
+DURATION=2
+RUNS=1
+WORKERS=1
+LOAD_ARGS=""
+RESULTS_COPY=""
+PLOT=""
+while [[ $# -gt 0 ]]; do
+  case $1 in
+    --servers) SERVERS=$2; shift 2 ;;
+    --regimes) REGIMES=$2; shift 2 ;;
+    --payloads) PAYLOADS=$2; shift 2 ;;
+    --rates) RATES=$2; shift 2 ;;
+    --no-max) DO_MAX=0; shift ;;
+    --duration) DURATION=$2; shift 2 ;;
+    --runs) RUNS=$2; shift 2 ;;
+    --workers) WORKERS=$2; shift 2 ;;
+    --server-cpus) SERVER_CPUS=$2; shift 2 ;;
+    --load-cpu) LOAD_CPU=$2; shift 2 ;;
+    --load-args) LOAD_ARGS=$2; shift 2 ;;
+    --results) RESULTS_COPY=$2; shift 2 ;;
+    --plot) PLOT=$2; shift 2 ;;
+    --no-netns) NO_NETNS=1; shift ;;
+    --keep) KEEP=1; shift ;;
+    -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) die "unknown option $1 (see --help)" ;;
+  esac
+done
+[[ $RUNS =~ ^[1-9][0-9]*$ ]] || die "--runs must be a positive integer"
+[[ $WORKERS =~ ^[1-9][0-9]*$ ]] || die "--workers must be a positive integer"
+trap 'exit 130' INT TERM
+
+IFS=, read -r -a server_list <<<"$SERVERS"
+IFS=, read -r -a regime_list <<<"$REGIMES"
+IFS=, read -r -a payload_list <<<"$PAYLOADS"
+IFS=, read -r -a rate_list <<<"$RATES"
+((DO_MAX)) && rate_list=(0 "${rate_list[@]}")
+read -r -a extra_load_args <<<"$LOAD_ARGS"
+for r in "${regime_list[@]}"; do regime_args "$r" >/dev/null; done
+
+build_udpd
+netns_setup
+RESULTS="$WORK_DIR/results.tsv"
+echo "$RESULT_HEADER" >"$RESULTS"
+first_cpu=${SERVER_CPUS%%[,-]*}
+
+# start_peer NAME PORT: start one server; returns 1 (after one clear line) if
+# that peer cannot be had.
+start_peer() {
+  local name=$1 port=$2
+  case $name in
+    udpd)
+      # shellcheck disable=SC2046
+      start_server udpd "$SERVER_CPUS" line "$port" "$UDPD" serve --listen "127.0.0.1:$port" \
+        --workers "$WORKERS" $(udpd_cpu_args "$WORKERS") --quiet ;;
+    py_echo)
+      start_server py_echo "$first_cpu" line "$port" python3 "$PEERS_DIR/py_echo.py" "$port" 127.0.0.1 ;;
+    socat)
+      command -v socat >/dev/null || ensure_pkgs socat || { log "SKIP socat: not installable"; return 1; }
+      # socat has no multi-client UDP echo mode. UDP4-LISTEN,fork hands each
+      # *peer* to a child on a connected socket, but with several peers
+      # arriving at once replies cross over to the wrong client (verified:
+      # echo_check.py with 4 flows gets other flows' datagrams). UDP4-RECVFROM
+      # with fork forks one child per *datagram*, which answers that datagram
+      # to its sender through PIPE: correct for any number of clients, but a
+      # fork per datagram caps it at a few thousand per second, and datagrams
+      # arriving meanwhile queue or drop in the socket buffer. -T0.05 ends each
+      # child 50 ms after its reply so they do not pile up.
+      start_server socat "$first_cpu" probe "$port" socat -T0.05 \
+        "UDP4-RECVFROM:$port,bind=127.0.0.1,fork,reuseaddr" PIPE ;;
+    sockperf)
+      command -v sockperf >/dev/null || ensure_pkgs sockperf || { log "SKIP sockperf: not installable"; return 1; }
+      start_server sockperf "$first_cpu" probe "$port" sockperf server -i 127.0.0.1 -p "$port" ;;
+    nginx)
+      { command -v nginx >/dev/null && [[ -e /usr/lib/nginx/modules/ngx_stream_module.so ]]; } ||
+        ensure_pkgs nginx-light libnginx-mod-stream || ensure_pkgs nginx libnginx-mod-stream ||
+        { log "SKIP nginx: nginx with the stream module not installable"; return 1; }
+      local dir="$WORK_DIR/nginx"
+      mkdir -p "$dir"
+      local load_module=""
+      [[ -e /usr/lib/nginx/modules/ngx_stream_module.so ]] &&
+        load_module="load_module /usr/lib/nginx/modules/ngx_stream_module.so;"
+      cat >"$dir/nginx.conf" <<EOF
+$load_module
+worker_processes 1;
+daemon off;
+master_process off;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+events { worker_connections 4096; }
+stream {
+  server { listen 127.0.0.1:$port udp; return "ACK"; }
+}
+EOF
+      start_server nginx "$first_cpu" probe "$port" nginx -c "$dir/nginx.conf" -p "$dir" ;;
+    tokio)
+      build_tokio_echo || { log "SKIP tokio: tokio-echo does not build"; return 1; }
+      start_server tokio "$first_cpu" line "$port" "$TOKIO_ECHO" "127.0.0.1:$port" ;;
+    minimal-plain | minimal-gso | minimal-grogso)
+      [[ -n ${MINIMAL_ECHO:-} ]] || build_minimal_echo || { log "SKIP $name: minimal_echo does not build"; return 1; }
+      start_server "$name" "$first_cpu" line "$port" "$MINIMAL_ECHO" "$port" "${name#minimal-}" ;;
+    *) die "unknown server $name" ;;
+  esac
+}
+
+port=19000
+for server in "${server_list[@]}"; do
+  port=$((port + 1))
+  p=$(pick_port "$port")
+  log "== $server"
+  start_peer "$server" "$p" || { log "SKIP $server: did not start (see above)"; continue; }
+  expect="echo"
+  [[ $server == nginx ]] && expect=ack:ACK
+  workers=1
+  [[ $server == udpd ]] && workers=$WORKERS
+  for regime in "${regime_list[@]}"; do
+    read -r -a rargs <<<"$(regime_args "$regime")"
+    for payload in "${payload_list[@]}"; do
+      for rate in "${rate_list[@]}"; do
+        for ((run = 1; run <= RUNS; run++)); do
+          if [[ -z $SERVER_PID ]] || ! kill -0 "$SERVER_PID" 2>/dev/null; then
+            log "  $server is not running; restarting it"
+            start_peer "$server" "$p" || continue 2
+          fi
+          if [[ $server == sockperf ]]; then
+            run_sockperf_cell "$RESULTS" sockperf "$regime" "$payload" "$rate" "$run" "$p"
+          else
+            run_load_cell "$RESULTS" "$server" "$workers" "$regime" "$payload" "$rate" "$run" "$p" "$expect" -- \
+              "${rargs[@]}" --timeout 1 "${extra_load_args[@]}"
+          fi
+        done
+      done
+    done
+  done
+  stop_server
+done
+
+[[ -n $RESULTS_COPY ]] && cp "$RESULTS" "$RESULTS_COPY"
+echo
+echo "udpd compare.sh: $(machine_line)"
+echo "servers on CPU $SERVER_CPUS, load on CPU $LOAD_CPU, ${DURATION}s per cell, median of $RUNS run(s), $([[ -n $NETNS ]] && echo "private netns" || echo "host loopback")"
+echo
+report_table "$RESULTS" --ratios
+if [[ -n $PLOT ]]; then
+  "$SCRIPTS_DIR/plot.sh" "$RESULTS" "$PLOT"
+fi

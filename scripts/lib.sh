@@ -1,0 +1,341 @@
+#!/usr/bin/env bash
+# scripts/lib.sh: shared functions for bench.sh and compare.sh (source it; it
+# runs nothing by itself).
+#
+# What it provides:
+#   log/die                      messages on stderr
+#   ensure_pkgs PKG...           apt-get install what is missing (update once)
+#   build_udpd                   cargo build --release; sets UDPD
+#   build_minimal_echo / build_tokio_echo   the peers under scripts/peers/
+#   netns_setup / in_ns CMD...   a fresh network namespace udpd-bench-$$ when
+#                                root (lo up), plain loopback otherwise
+#   start_server NAME CPUS READY PORT CMD...   start CMD pinned with taskset,
+#                                wait for readiness (READY=line: a "listening on"
+#                                line in its output; READY=probe: a UDP probe
+#                                gets an answer), sets SERVER_PID / SERVER_LOG
+#   stop_server                  SIGTERM (children too), wait, SIGKILL if needed
+#   cpu_ticks PID                utime+stime+cutime+cstime (clock ticks)
+#   snmp_udp                     "InDatagrams OutDatagrams RcvbufErrors SndbufErrors"
+#   run_load_cell ...            one measured cell with udpd load, appends a row
+#   run_sockperf_cell ...        one measured cell with sockperf's own client
+#   report_table TSV             the table (median per cell over runs) + ratios
+#   cleanup                      kill servers, delete the netns and work dir
+#                                (installed as the EXIT trap when sourced)
+#
+# Environment knobs shared by both scripts (each also has flags for them):
+#   SERVER_CPUS (default 0)  LOAD_CPU (default 1)  NO_NETNS=1 (plain loopback)
+#   KEEP=1 (keep the work directory with logs and JSON files)
+#   UDPD=/path/to/udpd (use that binary, skip the cargo build)
+
+SCRIPTS_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO_ROOT="$(cd "$SCRIPTS_DIR/.." && pwd)"
+PEERS_DIR="$SCRIPTS_DIR/peers"
+SERVER_CPUS="${SERVER_CPUS:-0}"
+LOAD_CPU="${LOAD_CPU:-1}"
+NO_NETNS="${NO_NETNS:-0}"
+KEEP="${KEEP:-0}"
+CLK_TCK="$(getconf CLK_TCK)"
+NETNS=""
+SERVER_PID=""
+SERVER_LOG=""
+SERVER_NAME=""
+APT_UPDATED=0
+WORK_DIR="${WORK_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/udpd-bench.XXXXXX")}"
+# Columns of the raw results file (one row per measured run).
+# shellcheck disable=SC2034  # used by the scripts that source this file
+RESULT_HEADER=$'server\tworkers\tregime\tpayload\trate\trun\toffered_pps\tserved_pps\tloss_pct\tcpu_us\tp50\tp99\tp999\tin_dg\tout_dg\trcvbuf_err\tsndbuf_err\tclient'
+
+log() { printf '%s\n' "$*" >&2; }
+die() { printf '%s: error: %s\n' "$(basename "$0")" "$*" >&2; exit 1; }
+
+# ensure_pkgs PKG...: install the Debian packages that are missing. Returns 1
+# when one cannot be had (not root, no apt-get, install failed).
+ensure_pkgs() {
+  local missing=() p
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  [[ ${#missing[@]} -eq 0 ]] && return 0
+  if [[ $EUID -ne 0 ]] || ! command -v apt-get >/dev/null; then
+    log "cannot install ${missing[*]} (need root and apt-get)"
+    return 1
+  fi
+  if [[ $APT_UPDATED -eq 0 ]]; then
+    log "apt-get update"
+    apt-get update -qq >/dev/null 2>&1 || log "apt-get update failed"
+    APT_UPDATED=1
+  fi
+  log "apt-get install ${missing[*]}"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null 2>&1
+}
+
+# build_udpd: UDPD=/path/to/udpd in the environment skips the build.
+build_udpd() {
+  if [[ -n ${UDPD:-} ]]; then
+    [[ -x $UDPD ]] || die "UDPD=$UDPD is not executable"
+    log "using UDPD=$UDPD (no build)"
+    return 0
+  fi
+  log "building udpd (cargo build --release)"
+  (cd "$REPO_ROOT" && cargo build --release --quiet) || die "cargo build --release failed"
+  UDPD="$REPO_ROOT/target/release/udpd"
+  [[ -x $UDPD ]] || die "no $UDPD after the build"
+}
+
+# Peers' build outputs live in the work directory (C) or the crate's own
+# target directory (tokio-echo, git-ignored).
+build_minimal_echo() {
+  MINIMAL_ECHO="$WORK_DIR/minimal_echo"
+  command -v gcc >/dev/null || ensure_pkgs gcc libc6-dev || return 1
+  gcc -O2 -o "$MINIMAL_ECHO" "$PEERS_DIR/minimal_echo.c"
+}
+
+build_tokio_echo() {
+  TOKIO_ECHO="$PEERS_DIR/tokio-echo/target/release/tokio-echo"
+  cargo build --release --quiet --manifest-path "$PEERS_DIR/tokio-echo/Cargo.toml" \
+    --target-dir "$PEERS_DIR/tokio-echo/target" && [[ -x $TOKIO_ECHO ]]
+}
+
+# netns_setup: as root, a fresh namespace whose only traffic is ours (so the
+# /proc/net/snmp deltas read inside it are exact); otherwise plain loopback.
+netns_setup() {
+  if [[ $EUID -eq 0 && $NO_NETNS != 1 ]] && command -v ip >/dev/null; then
+    NETNS="udpd-bench-$$"
+    ip netns add "$NETNS" || die "ip netns add $NETNS failed"
+    ip netns exec "$NETNS" ip link set lo up
+    log "network namespace $NETNS (loopback only)"
+  else
+    NETNS=""
+    log "plain loopback (not root or NO_NETNS=1): kernel counters include other traffic"
+  fi
+}
+
+# in_ns CMD...: run CMD inside the namespace if there is one. `ip netns exec`
+# and `taskset` both exec, so a background job's $! is the command's own PID.
+in_ns() {
+  if [[ -n $NETNS ]]; then ip netns exec "$NETNS" "$@"; else "$@"; fi
+}
+
+# A free UDP port: fixed in the private namespace, asked of the kernel otherwise.
+pick_port() {
+  if [[ -n $NETNS ]]; then
+    echo "${1:-19000}"
+  else
+    python3 -c 'import socket; s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+  fi
+}
+
+# start_server NAME CPUS READY PORT CMD...
+start_server() {
+  local name=$1 cpus=$2 ready=$3 port=$4; shift 4
+  SERVER_NAME=$name
+  SERVER_LOG="$WORK_DIR/server-$name.log"
+  if [[ -n $NETNS ]]; then
+    ip netns exec "$NETNS" taskset -c "$cpus" "$@" >"$SERVER_LOG" 2>&1 &
+  else
+    taskset -c "$cpus" "$@" >"$SERVER_LOG" 2>&1 &
+  fi
+  SERVER_PID=$!
+  local i
+  for ((i = 0; i < 100; i++)); do
+    if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+      log "$name exited at start: $(tail -n 3 "$SERVER_LOG" | tr '\n' ' ')"
+      SERVER_PID=""
+      return 1
+    fi
+    if [[ $ready == line ]]; then
+      grep -q "listening on" "$SERVER_LOG" && return 0
+      sleep 0.1
+    else
+      # The probe is a valid sockperf ping (sequence, flags=ping, length), so
+      # echo servers, ack servers and sockperf all answer it.
+      in_ns python3 "$PEERS_DIR/echo_check.py" 127.0.0.1 "$port" --probe --tries 2 && return 0
+    fi
+  done
+  log "$name did not become ready on port $port"
+  stop_server
+  return 1
+}
+
+stop_server() {
+  [[ -n $SERVER_PID ]] || return 0
+  local pid=$SERVER_PID i
+  SERVER_PID=""
+  pkill -TERM -P "$pid" 2>/dev/null || true
+  kill -TERM "$pid" 2>/dev/null || true
+  for ((i = 0; i < 50; i++)); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if kill -0 "$pid" 2>/dev/null; then
+    log "$SERVER_NAME ignored SIGTERM, killing it"
+    pkill -KILL -P "$pid" 2>/dev/null || true
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+  local rc=$?
+  stop_server
+  if [[ -n $NETNS ]]; then
+    ip netns pids "$NETNS" 2>/dev/null | xargs -r kill -KILL 2>/dev/null || true
+    ip netns delete "$NETNS" 2>/dev/null || true
+    NETNS=""
+  fi
+  if [[ $KEEP == 1 ]]; then log "work directory kept: $WORK_DIR"; else rm -rf "$WORK_DIR"; fi
+  return "$rc"
+}
+
+# cpu_ticks PID: CPU time of the process (all threads) plus its reaped
+# children (socat forks one per datagram), in clock ticks.
+cpu_ticks() {
+  # Fields after the ")" that ends the command name: utime is field 14 of the
+  # full line, i.e. the 12th after it.
+  local stat
+  stat=$(<"/proc/$1/stat") || { echo 0; return; }
+  stat=${stat##*) }
+  # shellcheck disable=SC2086
+  set -- $stat
+  echo $(( ${12} + ${13} + ${14} + ${15} ))
+}
+
+# snmp_udp: InDatagrams OutDatagrams RcvbufErrors SndbufErrors of the Udp: line.
+snmp_udp() {
+  # shellcheck disable=SC2016  # awk program, not shell
+  in_ns awk '/^Udp:/ { if (!h) { for (i = 2; i <= NF; i++) k[$i] = i; h = 1 }
+                       else { print $k["InDatagrams"], $k["OutDatagrams"], $k["RcvbufErrors"], $k["SndbufErrors"] } }' /proc/net/snmp
+}
+
+# json_fields FILE: the load JSON as tab-separated
+# offered_pps served_pps loss_pct received p50 p99 p999 sent duration_s
+json_fields() {
+  python3 - "$1" <<'EOF'
+import json, sys
+j = json.load(open(sys.argv[1]))
+lat = j.get("latency_us") or {}
+def f(v, fmt="%.0f"):
+    return "-" if v is None else fmt % v
+print("\t".join([f(j.get("offered_pps") or j.get("sent_pps")), f(j.get("received_pps")),
+                 f((j.get("loss_ratio") or 0) * 100, "%.3f"), f(j.get("received")),
+                 f(lat.get("p50"), "%.1f"), f(lat.get("p99"), "%.1f"), f(lat.get("p99_9"), "%.1f"),
+                 f(j.get("sent")), f(j.get("duration_s"), "%.3f")]))
+EOF
+}
+
+# run_load_cell RESULTS SERVER WORKERS REGIME PAYLOAD RATE RUN PORT EXPECT -- LOADARGS...
+# Runs `udpd load` pinned to LOAD_CPU against the running server and appends
+# one row to RESULTS. Server CPU per datagram = server CPU time over the whole
+# load run / replies received (the load runs with --warmup 0 so both cover the
+# same window).
+run_load_cell() {
+  local results=$1 server=$2 workers=$3 regime=$4 payload=$5 rate=$6 run=$7 port=$8 expect=$9
+  shift 10
+  local json="$WORK_DIR/load-$server-$regime-$payload-$rate-$run.json"
+  local t0 t1 s0 s1
+  t0=$(cpu_ticks "$SERVER_PID"); s0=$(snmp_udp)
+  if ! in_ns taskset -c "$LOAD_CPU" "$UDPD" load "127.0.0.1:$port" --rate "$rate" --payload "$payload" \
+      --duration "$DURATION" --warmup 0 --expect "$expect" --json "$json" --quiet "$@" \
+      >"$WORK_DIR/load-last.out" 2>&1; then
+    log "  udpd load failed against $server: $(tail -n 2 "$WORK_DIR/load-last.out" | tr '\n' ' ')"
+    [[ -s $json ]] || return 0
+  fi
+  t1=$(cpu_ticks "$SERVER_PID"); s1=$(snmp_udp)
+  local offered served loss received p50 p99 p999 _sent _dur
+  IFS=$'\t' read -r offered served loss received p50 p99 p999 _sent _dur < <(json_fields "$json")
+  [[ $rate == 0 ]] && offered=$_sent && [[ $_dur != - && $_dur != 0.000 ]] &&
+    offered=$(awk -v s="$_sent" -v d="$_dur" 'BEGIN { printf "%.0f", s / d }')
+  emit_row "$results" "$server" "$workers" "$regime" "$payload" "$rate" "$run" "$offered" "$served" "$loss" \
+    "$t0" "$t1" "$received" "$p50" "$p99" "$p999" "$s0" "$s1" udpd-load
+}
+
+# run_sockperf_cell RESULTS SERVER REGIME PAYLOAD RATE RUN PORT
+# sockperf server only answers sockperf's own header (8-byte sequence, 2-byte
+# flags with the ping bit, 4-byte length) and rewrites the flags to "pong", so
+# it never answers udpd load's datagrams: it is driven by its own client,
+# `sockperf under-load --reply-every 1` (open loop at --mps, one socket, no
+# GSO/GRO, its RTT percentiles are not corrected for coordinated omission).
+run_sockperf_cell() {
+  local results=$1 server=$2 regime=$3 payload=$4 rate=$5 run=$6 port=$7
+  local out="$WORK_DIR/sockperf-$regime-$payload-$rate-$run.out" mps=$rate t0 t1 s0 s1
+  [[ $rate == 0 ]] && mps=max
+  local secs  # sockperf -t takes whole seconds
+  secs=$(awk -v d="$DURATION" 'BEGIN { s = int(d); if (s < d) s++; if (s < 1) s = 1; print s }')
+  t0=$(cpu_ticks "$SERVER_PID"); s0=$(snmp_udp)
+  in_ns taskset -c "$LOAD_CPU" sockperf under-load -i 127.0.0.1 -p "$port" -m "$payload" -t "$secs" \
+    --mps "$mps" --reply-every 1 --full-rtt >"$out" 2>&1 || log "  sockperf under-load failed: $(tail -n 1 "$out")"
+  t1=$(cpu_ticks "$SERVER_PID"); s1=$(snmp_udp)
+  local fields
+  fields=$(python3 - "$out" <<'EOF'
+import re, sys
+t = re.sub(r"\x1b\[[0-9;]*m", "", open(sys.argv[1]).read())
+tot = re.search(r"\[Total Run\] RunTime=([\d.]+) sec;.*?SentMessages=(\d+); ReceivedMessages=(\d+)", t)
+val = re.search(r"\[Valid Duration\] RunTime=([\d.]+) sec; SentMessages=(\d+); ReceivedMessages=(\d+)", t)
+pct = {m.group(1): float(m.group(2)) for m in re.finditer(r"percentile (\d+\.\d+) =\s*([\d.]+)", t)}
+if not (tot and val):
+    print("\t".join(["-"] * 7)); sys.exit()
+d, s, r = float(val.group(1)), int(val.group(2)), int(val.group(3))
+loss = 100.0 * (s - r) / s if s else 0
+g = lambda k: "%.1f" % pct[k] if k in pct else "-"
+print("\t".join(["%.0f" % (s / d), "%.0f" % (r / d), "%.3f" % loss, tot.group(3),
+                 g("50.000"), g("99.000"), g("99.900")]))
+EOF
+)
+  local offered served loss received p50 p99 p999
+  IFS=$'\t' read -r offered served loss received p50 p99 p999 <<<"$fields"
+  emit_row "$results" "$server" 1 "$regime" "$payload" "$rate" "$run" "$offered" "$served" "$loss" \
+    "$t0" "$t1" "$received" "$p50" "$p99" "$p999" "$s0" "$s1" sockperf-ul
+}
+
+# emit_row: compute CPU us/datagram and counter deltas, append the row.
+emit_row() {
+  local results=$1 server=$2 workers=$3 regime=$4 payload=$5 rate=$6 run=$7 offered=$8 served=$9
+  local loss=${10} t0=${11} t1=${12} received=${13} p50=${14} p99=${15} p999=${16} s0=${17} s1=${18} client=${19}
+  local cpu_us="-"
+  if [[ $received =~ ^[0-9]+$ ]] && ((received > 0)); then
+    cpu_us=$(awk -v a="$t0" -v b="$t1" -v n="$received" -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", (b - a) / hz * 1e6 / n }')
+  fi
+  local deltas
+  deltas=$(awk -v a="$s0" -v b="$s1" 'BEGIN { split(a, x, " "); split(b, y, " "); printf "%d\t%d\t%d\t%d", y[1]-x[1], y[2]-x[2], y[3]-x[3], y[4]-x[4] }')
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$server" "$workers" "$regime" "$payload" "$rate" "$run" \
+    "$offered" "$served" "$loss" "$cpu_us" "$p50" "$p99" "$p999" "$deltas	$client" >>"$results"
+  log "  $(printf '%-14s %-6s %5sB rate=%-7s served=%-9s loss=%-7s%% cpu=%-6sus p99=%sus' "$server" "$regime" "$payload" "$rate" "$served" "$loss" "$cpu_us" "$p99")"
+}
+
+# regime_args REGIME: the `udpd load` flags of a regime.
+regime_args() {
+  case $1 in
+    bulk) echo "--pattern bulk --flows 4 --gso --gro" ;;
+    spread) echo "--pattern spread --flows 1000" ;;
+    *) die "unknown regime $1 (bulk or spread)" ;;
+  esac
+}
+
+# udpd_cpu_args WORKERS: udpd's own --cpus when SERVER_CPUS names enough CPUs
+# for the workers, otherwise --no-pin (the workers share SERVER_CPUS, to
+# which taskset confines the process).
+udpd_cpu_args() {
+  local n
+  n=$(python3 -c '
+import sys
+cpus = set()
+for part in sys.argv[1].split(","):
+    a, _, b = part.partition("-")
+    cpus.update(range(int(a), int(b or a) + 1))
+print(len(cpus))' "$SERVER_CPUS")
+  if ((n >= $1)); then echo "--cpus $SERVER_CPUS"; else echo "--no-pin"; fi
+}
+
+# machine_line: date, CPUs, CPU model, kernel.
+machine_line() {
+  echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')), Linux $(uname -r)"
+}
+
+# report_table RESULTS [--ratios]: the table, median per cell over runs (see
+# results.py); plot_data RESULTS DIR: per-panel gnuplot data files.
+report_table() { python3 "$SCRIPTS_DIR/results.py" table "$@"; }
+plot_data() { python3 "$SCRIPTS_DIR/results.py" plotdata "$@"; }
+
+# Every script that sources this file cleans up on exit (servers, namespace,
+# work directory), whatever the reason.
+trap cleanup EXIT

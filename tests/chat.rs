@@ -1,0 +1,217 @@
+//! `udpd chat`: two real instances talking to each other through pipes, plus strangers, commands and exit.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, UdpSocket};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Longest wait for any one expected line.
+const LINE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A running `udpd chat` driven through pipes; killed on drop unless it exited.
+struct Chat {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: Receiver<String>,
+    seen: Vec<String>,
+    addr: SocketAddr,
+}
+
+impl Chat {
+    fn start(peers: &[String]) -> Chat {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_udpd"));
+        command.args(["chat", "--listen", "127.0.0.1:0"]);
+        for peer in peers {
+            command.args(["--peer", peer]);
+        }
+        let mut child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start udpd chat");
+        let stdout = child.stdout.take().unwrap();
+        let (sender, lines) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if sender.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stdin = child.stdin.take();
+        let mut chat = Chat {
+            child,
+            stdin,
+            lines,
+            seen: Vec::new(),
+            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+        };
+        let line = chat.expect(|line| line.starts_with("listening on "));
+        chat.addr = line["listening on ".len()..].parse().expect("an address");
+        assert_ne!(chat.addr.port(), 0);
+        chat
+    }
+
+    fn type_line(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin still open");
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// Waits (bounded) for a stdout line matching `want` and returns it.
+    fn expect(&mut self, want: impl Fn(&str) -> bool) -> String {
+        if let Some(line) = self.seen.iter().find(|l| want(l)) {
+            return line.clone();
+        }
+        let deadline = Instant::now() + LINE_TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if want(&line) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!("expected line never came; stdout so far: {:?}", self.seen),
+            }
+        }
+    }
+
+    /// Waits (bounded) for the process to exit and returns its exit code.
+    fn wait_exit(&mut self) -> i32 {
+        let deadline = Instant::now() + LINE_TIMEOUT;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code().unwrap_or(-1);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "udpd chat did not exit: {:?}",
+                self.seen
+            );
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Chat {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Checks `[HH:MM:SS] NAME: TEXT`.
+fn assert_message(line: &str, name: &str, text: &str) {
+    let bytes = line.as_bytes();
+    assert!(
+        line.len() > 11
+            && bytes[0] == b'['
+            && bytes[3] == b':'
+            && bytes[6] == b':'
+            && bytes[9] == b']'
+            && line[1..9].chars().filter(char::is_ascii_digit).count() == 6,
+        "no [HH:MM:SS] stamp in {line:?}"
+    );
+    assert_eq!(&line[11..], format!("{name}: {text}"), "in {line:?}");
+}
+
+#[test]
+fn two_chats_see_each_other_by_name() {
+    let mut alice = Chat::start(&[]);
+    let mut bob = Chat::start(&[format!("alice={}", alice.addr)]);
+    alice.type_line(&format!("/add bob={}", bob.addr));
+    alice.expect(|l| l.starts_with("added bob="));
+    alice.type_line("hello bob");
+    let line = bob.expect(|l| l.contains("hello bob"));
+    assert_message(&line, "alice", "hello bob");
+    bob.type_line("hi alice, ça va?");
+    let line = alice.expect(|l| l.contains("hi alice"));
+    assert_message(&line, "bob", "hi alice, ça va?");
+    // End of input on the pipe is /quit.
+    drop(bob.stdin.take());
+    assert_eq!(bob.wait_exit(), 0);
+    alice.type_line("/quit");
+    assert_eq!(alice.wait_exit(), 0);
+}
+
+#[test]
+fn strangers_are_shown_by_address_and_can_be_answered() {
+    let mut chat = Chat::start(&[]);
+    let stranger = UdpSocket::bind("127.0.0.1:0").unwrap();
+    stranger.set_read_timeout(Some(LINE_TIMEOUT)).unwrap();
+    let from = stranger.local_addr().unwrap();
+    stranger.send_to(b"who is this?\x07", chat.addr).unwrap();
+    let line = chat.expect(|l| l.contains("who is this?"));
+    assert_message(&line, &from.to_string(), "who is this?\\u{7}");
+    chat.type_line(&format!("/to {from}"));
+    chat.expect(|l| l == format!("now talking to {from}"));
+    chat.type_line("//slash at the start");
+    let mut buf = [0u8; 256];
+    let (len, sender) = stranger
+        .recv_from(&mut buf)
+        .expect("the reply to the stranger");
+    assert_eq!(sender, chat.addr, "replies leave from the listening port");
+    assert_eq!(&buf[..len], b"/slash at the start");
+}
+
+#[test]
+fn to_switches_peer_and_peers_lists_them() {
+    let one = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let two = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for socket in [&one, &two] {
+        socket.set_read_timeout(Some(LINE_TIMEOUT)).unwrap();
+    }
+    let (a1, a2) = (one.local_addr().unwrap(), two.local_addr().unwrap());
+    let mut chat = Chat::start(&[format!("one={a1}"), format!("two={a2}")]);
+    chat.type_line("/peers");
+    chat.expect(|l| l == format!("  one {a1} (current)"));
+    chat.expect(|l| l == format!("  two {a2}"));
+    chat.type_line("to the first");
+    chat.type_line("/to two");
+    chat.expect(|l| l == "now talking to two");
+    chat.type_line("to the second");
+    chat.type_line("/to nobody");
+    chat.expect(|l| l.starts_with("no peer named \"nobody\""));
+    chat.type_line("/bogus");
+    chat.expect(|l| l.starts_with("unknown command /bogus"));
+    let mut buf = [0u8; 256];
+    let (len, from) = one.recv_from(&mut buf).expect("message to peer one");
+    assert_eq!((&buf[..len], from), (&b"to the first"[..], chat.addr));
+    let (len, _) = two.recv_from(&mut buf).expect("message to peer two");
+    assert_eq!(&buf[..len], b"to the second");
+    chat.type_line("/quit");
+    assert_eq!(chat.wait_exit(), 0);
+}
+
+#[test]
+fn bad_peers_are_usage_errors() {
+    for args in [
+        vec!["--listen", "127.0.0.1:0", "--peer", "alice"],
+        vec![
+            "--listen",
+            "127.0.0.1:0",
+            "--peer",
+            "a=127.0.0.1:1",
+            "--peer",
+            "a=127.0.0.1:2",
+        ],
+        vec!["--listen", "nowhere"],
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_udpd"))
+            .arg("chat")
+            .args(&args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.starts_with("udpd: error: "), "{stderr}");
+    }
+}

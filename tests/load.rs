@@ -1,0 +1,492 @@
+//! `udpd load` end to end: the real binary against small servers started in the test, on loopback only.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// Longest any one run of the binary may take before the test kills it and fails.
+const RUN_DEADLINE: Duration = Duration::from_secs(60);
+
+/// A UDP server on 127.0.0.1:0 in a thread, answering each datagram with `reply(request)` (None: silence).
+struct Server {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl Server {
+    fn start(reply: fn(&[u8]) -> Option<Vec<u8>>) -> Server {
+        let socket = UdpSocket::bind("127.0.0.1:0").expect("bind test server");
+        // Bounded waits: the loop looks at `stop` at least every 50 ms.
+        socket
+            .set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        let addr = socket.local_addr().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop_flag = Arc::clone(&stop);
+        let handle = std::thread::spawn(move || {
+            let mut buf = vec![0u8; 65_536];
+            while !stop_flag.load(Ordering::Relaxed) {
+                let Ok((len, peer)) = socket.recv_from(&mut buf) else {
+                    continue;
+                };
+                if let Some(answer) = reply(&buf[..len]) {
+                    let _ = socket.send_to(&answer, peer);
+                }
+            }
+        });
+        Server {
+            addr,
+            stop,
+            handle: Some(handle),
+        }
+    }
+
+    fn target(&self) -> String {
+        self.addr.to_string()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(handle) = self.handle.take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+fn echo(request: &[u8]) -> Option<Vec<u8>> {
+    Some(request.to_vec())
+}
+
+fn upper(request: &[u8]) -> Option<Vec<u8>> {
+    Some(request.to_ascii_uppercase())
+}
+
+/// Echoes with the last byte flipped: the kind of bug `--expect` is there to catch.
+fn corrupt(request: &[u8]) -> Option<Vec<u8>> {
+    let mut reply = request.to_vec();
+    if let Some(last) = reply.last_mut() {
+        *last ^= 0x55;
+    }
+    Some(reply)
+}
+
+fn pong(_request: &[u8]) -> Option<Vec<u8>> {
+    Some(b"PONG".to_vec())
+}
+
+fn discard(_request: &[u8]) -> Option<Vec<u8>> {
+    None
+}
+
+/// Runs `udpd load ARGS...` to completion (killing it past [`RUN_DEADLINE`]).
+fn load(args: &[&str]) -> Output {
+    let child = Command::new(env!("CARGO_BIN_EXE_udpd"))
+        .arg("load")
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn udpd load");
+    let pid = child.id();
+    let (done, finished) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(child.wait_with_output());
+    });
+    match finished.recv_timeout(RUN_DEADLINE) {
+        Ok(output) => output.expect("wait for udpd load"),
+        Err(_) => {
+            let _ = Command::new("kill").arg(pid.to_string()).status();
+            panic!("udpd load {args:?} ran past {RUN_DEADLINE:?}");
+        }
+    }
+}
+
+/// A run with a JSON summary on stdout: returns it with the exit code and stderr.
+fn load_json(args: &[&str]) -> (Json, Option<i32>, String) {
+    let mut all = args.to_vec();
+    all.extend(["--json", "-", "--quiet"]);
+    let output = load(&all);
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        stdout.trim_start().starts_with('{') && stdout.trim_end().ends_with('}'),
+        "stdout is not one JSON object: {stdout:?} (stderr: {stderr})"
+    );
+    (Json(stdout), output.status.code(), stderr)
+}
+
+/// Just enough JSON reading for flat numeric keys of the summary object.
+struct Json(String);
+
+impl Json {
+    fn raw(&self, key: &str) -> &str {
+        let pattern = format!("\"{key}\":");
+        let start = self
+            .0
+            .find(&pattern)
+            .unwrap_or_else(|| panic!("no key {key} in {}", self.0))
+            + pattern.len();
+        let rest = &self.0[start..];
+        let end = rest.find([',', '}']).unwrap_or(rest.len());
+        rest[..end].trim()
+    }
+
+    fn num(&self, key: &str) -> f64 {
+        self.raw(key)
+            .parse()
+            .unwrap_or_else(|_| panic!("{key} is not a number in {}", self.0))
+    }
+
+    fn count(&self, key: &str) -> u64 {
+        self.num(key) as u64
+    }
+
+    /// The accounting identity every run must satisfy.
+    fn assert_counts_add_up(&self) {
+        let sent = self.count("sent");
+        let accounted = self.count("received")
+            + self.count("mismatched")
+            + self.count("late")
+            + self.count("lost");
+        assert_eq!(
+            sent, accounted,
+            "sent must equal received+mismatched+late+lost: {}",
+            self.0
+        );
+    }
+}
+
+#[test]
+fn echo_counts_add_up_with_no_mismatch() {
+    let server = Server::start(echo);
+    let (json, code, stderr) = load_json(&[&server.target(), "--rate", "2000", "--duration", "1"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(json.raw("mode"), "\"open\"");
+    assert_eq!(json.count("flows"), 4);
+    assert_eq!(json.count("payload"), 64);
+    assert!(json.count("sent") > 0);
+    assert!(json.count("received") > 0, "{}", json.0);
+    assert_eq!(json.count("mismatched"), 0);
+    assert_eq!(json.count("duplicates"), 0);
+    json.assert_counts_add_up();
+    assert!(json.num("p99") >= json.num("p50"));
+    assert!(json.num("max") >= json.num("p99_99"));
+}
+
+#[test]
+fn text_report_has_the_percentile_table() {
+    let server = Server::start(echo);
+    let output = load(&[
+        &server.target(),
+        "--rate",
+        "1000",
+        "--duration",
+        "0.5",
+        "--quiet",
+    ]);
+    assert_eq!(output.status.code(), Some(0));
+    let text = String::from_utf8(output.stdout).unwrap();
+    for word in [
+        "target",
+        "offered 1000 pps",
+        "received",
+        "loss",
+        "mismatched",
+        "duplicates",
+        "late",
+        "p99.99",
+        "max",
+    ] {
+        assert!(text.contains(word), "{word} missing from:\n{text}");
+    }
+}
+
+#[test]
+fn expecting_upper_from_an_echo_server_counts_mismatches() {
+    let server = Server::start(echo);
+    let (json, _, stderr) = load_json(&[
+        &server.target(),
+        "--rate",
+        "1000",
+        "--duration",
+        "0.5",
+        "--expect",
+        "upper",
+    ]);
+    assert!(json.count("mismatched") > 0, "{} {stderr}", json.0);
+    assert_eq!(json.count("received"), 0);
+    json.assert_counts_add_up();
+}
+
+#[test]
+fn an_upper_server_passes_expect_upper() {
+    let server = Server::start(upper);
+    let (json, code, stderr) = load_json(&[
+        &server.target(),
+        "--rate",
+        "1000",
+        "--duration",
+        "0.5",
+        "--expect",
+        "upper",
+        "--payload",
+        "300",
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(json.count("mismatched"), 0, "{}", json.0);
+    assert!(json.count("received") > 0);
+    json.assert_counts_add_up();
+}
+
+#[test]
+fn a_corrupting_server_is_caught() {
+    let server = Server::start(corrupt);
+    let (json, _, _) = load_json(&[&server.target(), "--rate", "1000", "--duration", "0.5"]);
+    assert!(json.count("mismatched") > 0, "{}", json.0);
+    assert_eq!(json.count("received"), 0);
+    json.assert_counts_add_up();
+}
+
+#[test]
+fn losses_are_counted_when_the_server_discards() {
+    let server = Server::start(discard);
+    let (json, code, stderr) = load_json(&[
+        &server.target(),
+        "--rate",
+        "1000",
+        "--duration",
+        "0.5",
+        "--timeout",
+        "0.2",
+    ]);
+    assert_eq!(code, Some(1), "a run with no replies must fail");
+    assert!(
+        stderr.contains(&format!("no replies received from {}", server.target())),
+        "{stderr}"
+    );
+    assert!(json.count("sent") > 0);
+    assert_eq!(json.count("lost"), json.count("sent"));
+    assert_eq!(json.num("loss_ratio"), 1.0);
+    assert_eq!(json.raw("latency_us"), "null");
+}
+
+#[test]
+fn expect_none_reports_sends_only_and_succeeds() {
+    let server = Server::start(discard);
+    let output = load(&[
+        &server.target(),
+        "--rate",
+        "1000",
+        "--duration",
+        "0.3",
+        "--expect",
+        "none",
+        "--quiet",
+    ]);
+    assert_eq!(output.status.code(), Some(0));
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(text.contains("sent"), "{text}");
+    assert!(
+        !text.contains("received") && !text.contains("p99"),
+        "{text}"
+    );
+}
+
+#[test]
+fn the_rate_limiter_holds_its_schedule() {
+    let server = Server::start(echo);
+    let (json, _, _) = load_json(&[&server.target(), "--rate", "2000", "--duration", "1"]);
+    let sent = json.count("sent");
+    // A count, not a timing: the schedule releases rate*duration datagrams whatever the machine's speed.
+    assert!(
+        (1000..=3000).contains(&sent),
+        "sent {sent} for 2000 pps over 1 s"
+    );
+    assert_eq!(json.num("offered_pps"), 2000.0);
+}
+
+#[test]
+fn warmup_is_not_counted() {
+    let server = Server::start(echo);
+    let (json, _, _) = load_json(&[
+        &server.target(),
+        "--rate",
+        "2000",
+        "--duration",
+        "0.5",
+        "--warmup",
+        "0.5",
+    ]);
+    let sent = json.count("sent");
+    // Only the measured half second is counted (about 1000), not the warmup before it.
+    assert!((500..=1500).contains(&sent), "sent {sent}");
+    json.assert_counts_add_up();
+}
+
+#[test]
+fn closed_loop_keeps_requests_in_flight_and_accounts_for_them() {
+    let server = Server::start(echo);
+    let (json, code, stderr) =
+        load_json(&[&server.target(), "--outstanding", "2", "--duration", "0.5"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(json.raw("mode"), "\"closed\"");
+    assert_eq!(json.raw("offered_pps"), "null");
+    assert!(json.count("received") > 0);
+    assert_eq!(json.count("mismatched"), 0);
+    json.assert_counts_add_up();
+}
+
+#[test]
+fn ack_replies_and_short_payloads_are_matched_in_order() {
+    let server = Server::start(pong);
+    let (json, code, _) = load_json(&[
+        &server.target(),
+        "--rate",
+        "1000",
+        "--duration",
+        "0.5",
+        "--expect",
+        "ack:PONG",
+    ]);
+    assert_eq!(code, Some(0));
+    assert_eq!(json.count("mismatched"), 0);
+    assert!(json.count("received") > 0);
+    json.assert_counts_add_up();
+    // The same server is wrong for the default ack text.
+    let (json, _, _) = load_json(&[
+        &server.target(),
+        "--rate",
+        "1000",
+        "--duration",
+        "0.3",
+        "--expect",
+        "ack",
+    ]);
+    assert!(json.count("mismatched") > 0);
+
+    let echo_server = Server::start(echo);
+    let (json, code, _) = load_json(&[
+        &echo_server.target(),
+        "--rate",
+        "1000",
+        "--duration",
+        "0.5",
+        "--payload",
+        "7",
+    ]);
+    assert_eq!(code, Some(0));
+    assert_eq!(json.count("mismatched"), 0);
+    assert!(json.count("received") > 0);
+    json.assert_counts_add_up();
+}
+
+#[test]
+fn gso_gro_spread_and_threads_keep_the_books_straight() {
+    let server = Server::start(echo);
+    for extra in [
+        &["--gso", "--gro", "--batch", "16"][..],
+        &["--pattern", "spread", "--payload", "20"][..],
+        &["--threads", "2", "--flows", "3"][..],
+    ] {
+        let mut args = vec![server.target()];
+        args.extend(["--rate", "1000", "--duration", "0.5"].map(String::from));
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (json, code, stderr) = load_json(&args);
+        assert_eq!(code, Some(0), "{extra:?}: {stderr}");
+        assert_eq!(json.count("mismatched"), 0, "{extra:?}");
+        assert_eq!(json.count("duplicates"), 0, "{extra:?}");
+        assert!(json.count("received") > 0, "{extra:?}");
+        json.assert_counts_add_up();
+    }
+}
+
+#[test]
+fn hgrm_output_parses_back() {
+    let server = Server::start(echo);
+    let dir = std::env::temp_dir().join(format!("udpd-load-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("latency.hgrm");
+    let (json, code, _) = load_json(&[
+        &server.target(),
+        "--rate",
+        "2000",
+        "--duration",
+        "0.5",
+        "--hgrm",
+        path.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0));
+    let text = std::fs::read_to_string(&path).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next().unwrap().split_whitespace().collect::<Vec<_>>(),
+        ["Value", "Percentile", "TotalCount", "1/(1-Percentile)"]
+    );
+    let mut previous = (0.0f64, 0.0f64, 0u64);
+    let mut rows = 0;
+    let mut total_in_footer = None;
+    for line in lines {
+        if line.is_empty() {
+            continue;
+        }
+        if let Some(footer) = line.strip_prefix("#[Max     = ") {
+            let count = footer.split("Total count    =").nth(1).unwrap();
+            total_in_footer = Some(count.trim_end_matches(']').trim().parse::<u64>().unwrap());
+            continue;
+        }
+        if line.starts_with('#') {
+            continue;
+        }
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let value: f64 = fields[0].parse().unwrap();
+        let percentile: f64 = fields[1].parse().unwrap();
+        let count: u64 = fields[2].parse().unwrap();
+        assert!(
+            value >= previous.0 && percentile >= previous.1 && count >= previous.2,
+            "{line}"
+        );
+        assert!((0.0..=1.0).contains(&percentile));
+        previous = (value, percentile, count);
+        rows += 1;
+    }
+    assert!(rows > 5, "{text}");
+    assert_eq!(previous.1, 1.0, "the last row is the 100th percentile");
+    let replies = json.count("received") + json.count("late");
+    assert_eq!(
+        previous.2, replies,
+        "last row's total count is every reply timed"
+    );
+    assert_eq!(total_in_footer, Some(replies));
+    // The table is in microseconds: the max matches the JSON's.
+    assert!((previous.0 - json.num("max")).abs() <= json.num("max") * 0.01 + 0.01);
+}
+
+#[test]
+fn bad_flags_exit_2_with_one_line() {
+    let server = Server::start(discard);
+    let target = server.target();
+    for args in [
+        vec![target.as_str(), "--payload", "70000"],
+        vec![target.as_str(), "--rate", "-1"],
+        vec!["no.such.host.invalid:9"],
+        vec![target.as_str(), "--threads", "5", "--flows", "2"],
+        vec![target.as_str(), "--rate", "10", "--outstanding", "2"],
+        vec![target.as_str(), "--expect", "shout"],
+    ] {
+        let output = load(&args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.starts_with("udpd: error: "), "{stderr}");
+        assert!(output.stdout.is_empty(), "{args:?}");
+    }
+}
