@@ -13,7 +13,12 @@ use udpd::sys::PeerAddr;
 const BATCH: usize = 64;
 
 /// One batch's requests: `BATCH` datagrams of `payload` bytes from `peers` senders, `burst` in a row each.
-fn requests(payload: usize, peers: usize, burst: usize) -> Vec<(Vec<u8>, SocketAddr, Destination)> {
+/// Requests of one burst share a group, as the segments of one GRO-coalesced buffer do.
+fn requests(
+    payload: usize,
+    peers: usize,
+    burst: usize,
+) -> Vec<(Vec<u8>, SocketAddr, Destination, u64)> {
     (0..BATCH)
         .map(|i| {
             let peer_index = (i / burst) % peers;
@@ -23,7 +28,12 @@ fn requests(payload: usize, peers: usize, burst: usize) -> Vec<(Vec<u8>, SocketA
                 source: None,
                 ifindex: 0,
             };
-            (vec![i as u8; payload], addr, destination)
+            (
+                vec![i as u8; payload],
+                addr,
+                destination,
+                (i / burst) as u64,
+            )
         })
         .collect()
 }
@@ -32,11 +42,11 @@ fn one_batch(
     queue: &mut ReplyQueue,
     handler: &mut Echo,
     stats: &mut WorkerStats,
-    batch: &[(Vec<u8>, SocketAddr, Destination)],
+    batch: &[(Vec<u8>, SocketAddr, Destination, u64)],
 ) {
-    for (request, peer, destination) in batch {
+    for (request, peer, destination, group) in batch {
         if let Some(len) = handler.handle(request, *peer, queue.reply_buffer()) {
-            queue.stage(len, *destination, 1_000);
+            queue.stage(len, destination, *group, 1_000);
         }
     }
     queue.seal();

@@ -19,14 +19,17 @@
 # Regimes (--regimes, default bulk,spread):
 #   bulk    udpd load --pattern bulk --flows 4 --gso --gro
 #   spread  udpd load --pattern spread --flows 1000
-# Each at --rate 0 (max offered load) and at the fixed --rates, for each of
-# the --payloads.
+# Each at --rate 0 (max offered load) and at fixed rates (--bulk-rates,
+# --spread-rates: bulk coalesces, so its capacity is ten times higher), for
+# each of the --payloads.
 #
 # Options:
 #   --servers LIST     default: all of the above
 #   --regimes LIST     default bulk,spread
 #   --payloads LIST    default 64,1400
-#   --rates LIST       fixed offered rates in pps, default 50000,100000,200000
+#   --bulk-rates LIST  fixed offered rates (pps) in bulk, default 200000,1000000,2000000
+#   --spread-rates LIST  ... in spread, default 50000,100000,200000
+#   --rates LIST       set both
 #   --no-max           skip the --rate 0 cells
 #   --duration SECS    per cell, default 2
 #   --runs N           repeat each cell N times, the table shows medians (default 1)
@@ -49,7 +52,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 SERVERS="udpd,py_echo,socat,sockperf,nginx,tokio,minimal-plain,minimal-gso,minimal-grogso"
 REGIMES="bulk,spread"
 PAYLOADS="64,1400"
-RATES="50000,100000,200000"
+BULK_RATES="200000,1000000,2000000"
+SPREAD_RATES="50000,100000,200000"
 DO_MAX=1
 DURATION=2
 RUNS=1
@@ -62,7 +66,9 @@ while [[ $# -gt 0 ]]; do
     --servers) SERVERS=$2; shift 2 ;;
     --regimes) REGIMES=$2; shift 2 ;;
     --payloads) PAYLOADS=$2; shift 2 ;;
-    --rates) RATES=$2; shift 2 ;;
+    --rates) BULK_RATES=$2; SPREAD_RATES=$2; shift 2 ;;
+    --bulk-rates) BULK_RATES=$2; shift 2 ;;
+    --spread-rates) SPREAD_RATES=$2; shift 2 ;;
     --no-max) DO_MAX=0; shift ;;
     --duration) DURATION=$2; shift 2 ;;
     --runs) RUNS=$2; shift 2 ;;
@@ -85,8 +91,12 @@ trap 'exit 130' INT TERM
 IFS=, read -r -a server_list <<<"$SERVERS"
 IFS=, read -r -a regime_list <<<"$REGIMES"
 IFS=, read -r -a payload_list <<<"$PAYLOADS"
-IFS=, read -r -a rate_list <<<"$RATES"
-((DO_MAX)) && rate_list=(0 "${rate_list[@]}")
+# rates_of REGIME: the rates swept in that regime, max (0) first.
+rates_of() {
+  local r
+  if [[ $1 == bulk ]]; then r=$BULK_RATES; else r=$SPREAD_RATES; fi
+  if ((DO_MAX)); then echo "0,$r"; else echo "$r"; fi
+}
 read -r -a extra_load_args <<<"$LOAD_ARGS"
 for r in "${regime_list[@]}"; do regime_args "$r" >/dev/null; done
 
@@ -167,6 +177,7 @@ for server in "${server_list[@]}"; do
   [[ $server == udpd ]] && workers=$WORKERS
   for regime in "${regime_list[@]}"; do
     read -r -a rargs <<<"$(regime_args "$regime")"
+    IFS=, read -r -a rate_list <<<"$(rates_of "$regime")"
     for payload in "${payload_list[@]}"; do
       for rate in "${rate_list[@]}"; do
         for ((run = 1; run <= RUNS; run++)); do

@@ -25,6 +25,8 @@
 # Environment knobs shared by both scripts (each also has flags for them):
 #   SERVER_CPUS (default 0)  LOAD_CPU (default 1)  NO_NETNS=1 (plain loopback)
 #   KEEP=1 (keep the work directory with logs and JSON files)
+#   NICE=-10 (as root, servers and load run at this nice level so that other
+#     work on the machine disturbs them less; NICE=0 to disable)
 #   UDPD=/path/to/udpd (use that binary, skip the cargo build)
 
 SCRIPTS_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -34,6 +36,8 @@ SERVER_CPUS="${SERVER_CPUS:-0}"
 LOAD_CPU="${LOAD_CPU:-1}"
 NO_NETNS="${NO_NETNS:-0}"
 KEEP="${KEEP:-0}"
+NICE="${NICE:--10}"
+[[ $EUID -eq 0 ]] || NICE=0
 CLK_TCK="$(getconf CLK_TCK)"
 NETNS=""
 SERVER_PID=""
@@ -110,8 +114,9 @@ netns_setup() {
   fi
 }
 
-# in_ns CMD...: run CMD inside the namespace if there is one. `ip netns exec`
-# and `taskset` both exec, so a background job's $! is the command's own PID.
+# in_ns CMD...: run CMD inside the namespace if there is one. `ip netns exec`,
+# `nice` and `taskset` all exec, so a background job's $! is the command's
+# own PID.
 in_ns() {
   if [[ -n $NETNS ]]; then ip netns exec "$NETNS" "$@"; else "$@"; fi
 }
@@ -131,9 +136,9 @@ start_server() {
   SERVER_NAME=$name
   SERVER_LOG="$WORK_DIR/server-$name.log"
   if [[ -n $NETNS ]]; then
-    ip netns exec "$NETNS" taskset -c "$cpus" "$@" >"$SERVER_LOG" 2>&1 &
+    ip netns exec "$NETNS" nice -n "$NICE" taskset -c "$cpus" "$@" >"$SERVER_LOG" 2>&1 &
   else
-    taskset -c "$cpus" "$@" >"$SERVER_LOG" 2>&1 &
+    nice -n "$NICE" taskset -c "$cpus" "$@" >"$SERVER_LOG" 2>&1 &
   fi
   SERVER_PID=$!
   local i
@@ -234,7 +239,7 @@ run_load_cell() {
   local json="$WORK_DIR/load-$server-$regime-$payload-$rate-$run.json"
   local t0 t1 s0 s1
   t0=$(cpu_ticks "$SERVER_PID"); s0=$(snmp_udp)
-  if ! in_ns taskset -c "$LOAD_CPU" "$UDPD" load "127.0.0.1:$port" --rate "$rate" --payload "$payload" \
+  if ! in_ns nice -n "$NICE" taskset -c "$LOAD_CPU" "$UDPD" load "127.0.0.1:$port" --rate "$rate" --payload "$payload" \
       --duration "$DURATION" --warmup 0 --expect "$expect" --json "$json" --quiet "$@" \
       >"$WORK_DIR/load-last.out" 2>&1; then
     log "  udpd load failed against $server: $(tail -n 2 "$WORK_DIR/load-last.out" | tr '\n' ' ')"
@@ -262,7 +267,7 @@ run_sockperf_cell() {
   local secs  # sockperf -t takes whole seconds
   secs=$(awk -v d="$DURATION" 'BEGIN { s = int(d); if (s < d) s++; if (s < 1) s = 1; print s }')
   t0=$(cpu_ticks "$SERVER_PID"); s0=$(snmp_udp)
-  in_ns taskset -c "$LOAD_CPU" sockperf under-load -i 127.0.0.1 -p "$port" -m "$payload" -t "$secs" \
+  in_ns nice -n "$NICE" taskset -c "$LOAD_CPU" sockperf under-load -i 127.0.0.1 -p "$port" -m "$payload" -t "$secs" \
     --mps "$mps" --reply-every 1 --full-rtt >"$out" 2>&1 || log "  sockperf under-load failed: $(tail -n 1 "$out")"
   t1=$(cpu_ticks "$SERVER_PID"); s1=$(snmp_udp)
   local fields

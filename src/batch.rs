@@ -31,10 +31,18 @@ pub struct Destination {
     pub ifindex: u32,
 }
 
+/// Replies staged since the last seal that came from one received buffer (one `group`: same destination,
+/// same receive time), adjacent in the arena, all `segment` bytes but the last, which may be shorter:
+/// a GSO train in miniature, grown reply by reply without any search.
 #[derive(Clone, Copy, Debug, Default)]
-struct StagedReply {
+struct StagedRun {
     offset: u32,
-    len: u32,
+    bytes: u32,
+    segment: u32,
+    count: u32,
+    /// Nothing may follow in the same train (the last reply was shorter, empty, or GSO is off).
+    closed: bool,
+    group: u64,
     destination: Destination,
     rx_time_ns: u64,
 }
@@ -43,10 +51,17 @@ struct StagedReply {
 struct Train {
     destination: Destination,
     segment: u32,
+    /// Datagrams (segments) in the train.
     count: u32,
     bytes: u32,
     closed: bool,
+    /// Iovecs the train needs: one per staged run.
+    ranges: u32,
+    /// The group of the train's last run: a run of the same group has the same destination.
+    last_group: u64,
     iov_start: u32,
+    /// Iovecs placed so far while laying the train out.
+    cursor: u32,
 }
 
 /// Datagrams and bytes handed to the kernel (or refused) by one [`ReplyQueue::complete`] or [`ReplyQueue::fail_head`].
@@ -63,12 +78,15 @@ pub struct Completed {
 pub struct ReplyQueue {
     arena: Vec<u8>,
     arena_used: usize,
-    staged: Vec<StagedReply>,
+    staged: Vec<StagedRun>,
     ranges: Vec<IoRange>,
+    /// Per iovec: the receive time its datagrams share, and how many datagrams it holds.
     range_rx_time_ns: Vec<u64>,
+    range_datagrams: Vec<u32>,
     messages: Vec<OutMessage>,
     head: usize,
     trains: Vec<Train>,
+    /// Per staged run while sealing: its train.
     assignment: Vec<u32>,
     max_datagrams: usize,
     gso: bool,
@@ -85,6 +103,7 @@ impl ReplyQueue {
             staged: Vec::with_capacity(max_datagrams),
             ranges: Vec::with_capacity(max_datagrams),
             range_rx_time_ns: Vec::with_capacity(max_datagrams),
+            range_datagrams: Vec::with_capacity(max_datagrams),
             messages: Vec::with_capacity(max_datagrams),
             head: 0,
             trains: Vec::with_capacity(max_datagrams),
@@ -108,17 +127,71 @@ impl ReplyQueue {
         &mut self.arena[self.arena_used..end]
     }
 
-    /// Records that the handler wrote `len` bytes into [`reply_buffer`](Self::reply_buffer) for `destination`.
-    #[inline]
-    pub fn stage(&mut self, len: usize, destination: Destination, rx_time_ns: u64) {
-        let len = len.min(self.arena.len() - self.arena_used);
-        self.staged.push(StagedReply {
-            offset: self.arena_used as u32,
-            len: len as u32,
-            destination,
+    /// Records a whole reply train the handler wrote at once into [`reply_buffer`](Self::reply_buffer):
+    /// `bytes` in `count` datagrams of `segment` bytes (the last may be shorter), for one destination.
+    /// The caller keeps `count` within [`GSO_MAX_SEGMENTS`] and `bytes` within [`GSO_MAX_BYTES`].
+    pub fn stage_train(
+        &mut self,
+        bytes: usize,
+        segment: usize,
+        count: usize,
+        destination: &Destination,
+        group: u64,
+        rx_time_ns: u64,
+    ) {
+        let bytes = bytes.min(self.arena.len() - self.arena_used) as u32;
+        let offset = self.arena_used as u32;
+        self.arena_used += bytes as usize;
+        let segment = segment as u32;
+        let count = count as u32;
+        self.staged.push(StagedRun {
+            offset,
+            bytes,
+            segment,
+            count,
+            closed: !self.gso || bytes == 0 || bytes < count * segment,
+            group,
+            destination: *destination,
             rx_time_ns,
         });
-        self.arena_used += len;
+    }
+
+    /// Records that the handler wrote `len` bytes into [`reply_buffer`](Self::reply_buffer) for `destination`.
+    ///
+    /// `group` names the received buffer the request came from: replies staged with the same group must
+    /// share destination and receive time (the worker numbers its received buffers), which lets a
+    /// GRO-coalesced request train become a reply train without comparing addresses per datagram.
+    #[inline]
+    pub fn stage(&mut self, len: usize, destination: &Destination, group: u64, rx_time_ns: u64) {
+        let len = len.min(self.arena.len() - self.arena_used) as u32;
+        let offset = self.arena_used as u32;
+        self.arena_used += len as usize;
+        if let Some(run) = self.staged.last_mut() {
+            let extends = run.group == group
+                && !run.closed
+                && len > 0
+                && len <= run.segment
+                && (run.count as usize) < GSO_MAX_SEGMENTS
+                && (run.bytes + len) as usize <= GSO_MAX_BYTES
+                && run.offset + run.bytes == offset;
+            if extends {
+                run.count += 1;
+                run.bytes += len;
+                run.closed = len < run.segment;
+                return;
+            }
+        }
+        self.staged.push(StagedRun {
+            offset,
+            bytes: len,
+            segment: len,
+            count: 1,
+            // Empty replies cannot be GSO segments, and without GSO every run holds one datagram.
+            closed: len == 0 || !self.gso,
+            group,
+            destination: *destination,
+            rx_time_ns,
+        });
     }
 
     /// Turns GSO grouping off (after the kernel refused it); already sealed trains are split too.
@@ -131,36 +204,37 @@ impl ReplyQueue {
         self.gso
     }
 
-    /// Groups the staged replies into messages appended after those already waiting.
+    /// Groups the staged runs into messages appended after those already waiting.
     pub fn seal(&mut self) {
         if self.staged.is_empty() {
             return;
         }
         self.trains.clear();
         self.assignment.clear();
-        for reply in &self.staged {
-            let index = Self::place(&mut self.trains, reply, self.gso);
+        for run in &self.staged {
+            let index = Self::place(&mut self.trains, run, self.gso);
             self.assignment.push(index);
         }
-        // Lay the iovecs of each train out contiguously, trains in order of their first reply.
+        // Lay the iovecs of each train out contiguously, trains in order of their first run.
         let mut next = self.ranges.len() as u32;
         for train in &mut self.trains {
             train.iov_start = next;
-            next += train.count;
-            train.count = 0;
+            next += train.ranges;
         }
         let total = next as usize;
         self.ranges.resize(total, IoRange::default());
         self.range_rx_time_ns.resize(total, 0);
-        for (reply, &index) in self.staged.iter().zip(&self.assignment) {
+        self.range_datagrams.resize(total, 0);
+        for (run, &index) in self.staged.iter().zip(&self.assignment) {
             let train = &mut self.trains[index as usize];
-            let slot = (train.iov_start + train.count) as usize;
-            train.count += 1;
+            let slot = (train.iov_start + train.cursor) as usize;
+            train.cursor += 1;
             self.ranges[slot] = IoRange {
-                offset: reply.offset,
-                len: reply.len,
+                offset: run.offset,
+                len: run.bytes,
             };
-            self.range_rx_time_ns[slot] = reply.rx_time_ns;
+            self.range_rx_time_ns[slot] = run.rx_time_ns;
+            self.range_datagrams[slot] = run.count;
         }
         for train in &self.trains {
             self.messages.push(OutMessage {
@@ -175,76 +249,108 @@ impl ReplyQueue {
                     },
                 },
                 iov_start: train.iov_start,
-                iov_count: train.count,
+                iov_count: train.ranges,
             });
         }
         self.staged.clear();
     }
 
-    /// Chooses the train for one reply: extends a recent open train to the same destination when the
-    /// size allows, else opens a new one (closing the old, so order per destination is kept).
-    fn place(trains: &mut Vec<Train>, reply: &StagedReply, gso: bool) -> u32 {
-        if gso && reply.len > 0 {
-            let lookback_start = trains.len().saturating_sub(TRAIN_LOOKBACK);
-            for index in (lookback_start..trains.len()).rev() {
-                let train = &mut trains[index];
-                if train.destination != reply.destination {
-                    continue;
-                }
-                let fits = !train.closed
-                    && reply.len <= train.segment
-                    && (train.count as usize) < GSO_MAX_SEGMENTS
-                    && (train.bytes + reply.len) as usize <= GSO_MAX_BYTES;
-                if fits {
-                    train.count += 1;
-                    train.bytes += reply.len;
-                    train.closed = reply.len < train.segment;
-                    return index as u32;
-                }
-                train.closed = true;
-                break;
+    /// Chooses the train for one run: extends a recent open train to the same destination when the sizes
+    /// allow, else opens a new one (closing the old, so order per destination is kept).
+    fn place(trains: &mut Vec<Train>, run: &StagedRun, gso: bool) -> u32 {
+        let lookback_start = trains.len().saturating_sub(TRAIN_LOOKBACK);
+        for index in (lookback_start..trains.len()).rev() {
+            let train = &mut trains[index];
+            if train.last_group != run.group && train.destination != run.destination {
+                continue;
             }
-        } else if let Some(train) = trains
-            .iter_mut()
-            .rev()
-            .take(TRAIN_LOOKBACK)
-            .find(|train| train.destination == reply.destination)
-        {
+            let sizes_fit = if run.count == 1 {
+                run.bytes <= train.segment
+            } else {
+                run.segment == train.segment
+            };
+            let fits = gso
+                && run.bytes > 0
+                && !train.closed
+                && sizes_fit
+                && (train.count + run.count) as usize <= GSO_MAX_SEGMENTS
+                && (train.bytes + run.bytes) as usize <= GSO_MAX_BYTES;
+            if fits {
+                train.count += run.count;
+                train.bytes += run.bytes;
+                train.closed = run.closed || run.bytes < run.count * train.segment;
+                train.ranges += 1;
+                train.last_group = run.group;
+                return index as u32;
+            }
             train.closed = true;
+            break;
         }
         trains.push(Train {
-            destination: reply.destination,
-            segment: reply.len,
-            count: 1,
-            bytes: reply.len,
-            // Empty replies cannot be GSO segments, and without GSO every train holds one datagram.
-            closed: reply.len == 0 || !gso,
+            destination: run.destination,
+            segment: run.segment,
+            count: run.count,
+            bytes: run.bytes,
+            closed: run.closed || !gso,
+            ranges: 1,
+            last_group: run.group,
             iov_start: 0,
+            cursor: 0,
         });
         (trains.len() - 1) as u32
     }
 
+    /// Rewrites every unsent message as single-datagram messages (one iovec each, no `UDP_SEGMENT`).
     fn split_unsent_trains(&mut self) {
-        let unsent = self.messages.len() - self.head;
-        if self.messages[self.head..].iter().all(|m| m.iov_count <= 1) {
+        if self.messages[self.head..]
+            .iter()
+            .all(|m| m.control.segment_size == 0)
+        {
             return;
         }
-        let mut split = Vec::with_capacity(unsent);
+        let first_iov = self.messages[self.head].iov_start as usize;
+        let mut ranges = Vec::new();
+        let mut times = Vec::new();
+        let mut messages = Vec::new();
         for message in &self.messages[self.head..] {
-            for i in 0..message.iov_count {
-                split.push(OutMessage {
-                    iov_start: message.iov_start + i,
-                    iov_count: 1,
-                    control: SendControl {
-                        segment_size: 0,
-                        ..message.control
-                    },
-                    ..*message
-                });
+            let start = message.iov_start as usize;
+            let segment = u32::from(message.control.segment_size);
+            for iov in start..start + message.iov_count as usize {
+                let range = self.ranges[iov];
+                let mut offset = range.offset;
+                let end = range.offset + range.len;
+                loop {
+                    let len = if segment == 0 {
+                        range.len
+                    } else {
+                        (end - offset).min(segment)
+                    };
+                    messages.push(OutMessage {
+                        iov_start: (first_iov + ranges.len()) as u32,
+                        iov_count: 1,
+                        control: SendControl {
+                            segment_size: 0,
+                            ..message.control
+                        },
+                        ..*message
+                    });
+                    ranges.push(IoRange { offset, len });
+                    times.push(self.range_rx_time_ns[iov]);
+                    offset += len;
+                    if offset >= end {
+                        break;
+                    }
+                }
             }
         }
         self.messages.truncate(self.head);
-        self.messages.extend_from_slice(&split);
+        self.messages.extend_from_slice(&messages);
+        self.ranges.truncate(first_iov);
+        self.ranges.extend_from_slice(&ranges);
+        self.range_rx_time_ns.truncate(first_iov);
+        self.range_rx_time_ns.extend_from_slice(&times);
+        self.range_datagrams.truncate(first_iov);
+        self.range_datagrams.resize(first_iov + ranges.len(), 1);
     }
 
     /// Messages sealed and not yet taken by the kernel.
@@ -299,20 +405,13 @@ impl ReplyQueue {
         let end = (last.iov_start + last.iov_count) as usize;
         done.trains = self.messages[self.head..self.head + count]
             .iter()
-            .filter(|m| m.iov_count > 1)
+            .filter(|m| m.control.segment_size > 0)
             .count() as u64;
-        done.datagrams = (end - first) as u64;
-        done.bytes = self.ranges[first..end]
-            .iter()
-            .map(|r| u64::from(r.len))
-            .sum();
-        let times = &self.range_rx_time_ns[first..end];
-        let mut run_start = 0;
-        for i in 1..=times.len() {
-            if i == times.len() || times[i] != times[run_start] {
-                on_datagrams(times[run_start], (i - run_start) as u64);
-                run_start = i;
-            }
+        for iov in first..end {
+            let datagrams = u64::from(self.range_datagrams[iov]);
+            done.datagrams += datagrams;
+            done.bytes += u64::from(self.ranges[iov].len);
+            on_datagrams(self.range_rx_time_ns[iov], datagrams);
         }
         self.head += count;
         done
@@ -324,6 +423,7 @@ impl ReplyQueue {
             self.messages.clear();
             self.ranges.clear();
             self.range_rx_time_ns.clear();
+            self.range_datagrams.clear();
             self.arena_used = 0;
         }
     }
@@ -341,22 +441,38 @@ mod tests {
         }
     }
 
+    /// Stages one reply as if it came from its own received buffer (its own group).
     fn push(queue: &mut ReplyQueue, port: u16, bytes: &[u8]) {
-        assert!(queue.has_room());
-        queue.reply_buffer()[..bytes.len()].copy_from_slice(bytes);
-        queue.stage(bytes.len(), dest(port), 7);
+        static NEXT_GROUP: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let group = NEXT_GROUP.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        push_in_group(queue, port, bytes, group);
     }
 
-    /// The datagrams each message would put on the wire, as (port, segment size, payloads).
+    fn push_in_group(queue: &mut ReplyQueue, port: u16, bytes: &[u8], group: u64) {
+        assert!(queue.has_room());
+        queue.reply_buffer()[..bytes.len()].copy_from_slice(bytes);
+        queue.stage(bytes.len(), &dest(port), group, 7);
+    }
+
+    /// The datagrams each message puts on the wire, as the kernel cuts them: its iovecs concatenated, then
+    /// split every `segment_size` bytes (one datagram when the size is 0). As (port, segment size, payloads).
     fn wire(queue: &ReplyQueue) -> Vec<(u16, u16, Vec<Vec<u8>>)> {
         let (arena, ranges, messages) = queue.send_view();
         messages
             .iter()
             .map(|m| {
-                let payloads = ranges[m.iov_start as usize..(m.iov_start + m.iov_count) as usize]
-                    .iter()
-                    .map(|r| arena[r.offset as usize..(r.offset + r.len) as usize].to_vec())
-                    .collect();
+                let mut bytes = Vec::new();
+                for r in &ranges[m.iov_start as usize..(m.iov_start + m.iov_count) as usize] {
+                    bytes.extend_from_slice(&arena[r.offset as usize..(r.offset + r.len) as usize]);
+                }
+                let payloads = if m.control.segment_size == 0 {
+                    vec![bytes]
+                } else {
+                    bytes
+                        .chunks(usize::from(m.control.segment_size))
+                        .map(<[u8]>::to_vec)
+                        .collect()
+                };
                 (
                     m.peer.to_socket_addr().port(),
                     m.control.segment_size,
@@ -364,6 +480,66 @@ mod tests {
                 )
             })
             .collect()
+    }
+
+    #[test]
+    fn replies_of_one_received_buffer_share_an_iovec() {
+        let mut queue = ReplyQueue::new(1 << 20, 1024, true);
+        for _ in 0..10 {
+            push_in_group(&mut queue, 1, b"abcd", 42);
+        }
+        push_in_group(&mut queue, 1, b"ab", 42);
+        queue.seal();
+        assert_eq!(queue.unsent().len(), 1);
+        assert_eq!(queue.unsent()[0].iov_count, 1, "one run, one iovec");
+        assert_eq!(wire(&queue)[0].2.len(), 11);
+        let mut recorded = Vec::new();
+        let done = queue.complete(1, |t, n| recorded.push((t, n)));
+        assert_eq!((done.datagrams, done.bytes, done.trains), (11, 42, 1));
+        assert_eq!(recorded, vec![(7, 11)]);
+    }
+
+    #[test]
+    fn a_staged_train_is_sent_as_one_message_and_counted_per_datagram() {
+        let mut queue = ReplyQueue::new(1 << 20, 1024, true);
+        let bytes = b"aaaabbbbcc";
+        queue.reply_buffer()[..bytes.len()].copy_from_slice(bytes);
+        queue.stage_train(bytes.len(), 4, 3, &dest(9), 5, 7);
+        push_in_group(&mut queue, 9, b"x", 6);
+        queue.seal();
+        let out = wire(&queue);
+        assert_eq!(
+            out.len(),
+            2,
+            "the train ended with a shorter segment: nothing may join it"
+        );
+        assert_eq!(
+            out[0],
+            (
+                9,
+                4,
+                vec![b"aaaa".to_vec(), b"bbbb".to_vec(), b"cc".to_vec()]
+            )
+        );
+        let done = queue.complete(2, |_, _| {});
+        assert_eq!((done.datagrams, done.bytes), (4, 11));
+    }
+
+    #[test]
+    fn runs_of_several_buffers_to_one_peer_join_one_train_until_the_limit() {
+        let mut queue = ReplyQueue::new(1 << 20, 1024, true);
+        for group in 100..103 {
+            for _ in 0..30 {
+                push_in_group(&mut queue, 1, &[group as u8; 8], group);
+            }
+        }
+        queue.seal();
+        let out = wire(&queue);
+        let counts: Vec<usize> = out.iter().map(|m| m.2.len()).collect();
+        // 30 + 30 fit in one train of at most 64; the third run opens the next train.
+        assert_eq!(counts, vec![60, 30]);
+        assert!(out[0].2[..30].iter().all(|d| d == &vec![100u8; 8]));
+        assert!(out[0].2[30..].iter().all(|d| d == &vec![101u8; 8]));
     }
 
     #[test]
@@ -492,7 +668,7 @@ mod tests {
                 trains: 1
             }
         );
-        assert_eq!(seen, vec![(7, 1), (7, 2)]);
+        assert_eq!(seen, vec![(7, 1), (7, 1), (7, 1)]);
         assert!(queue.is_idle());
         assert_eq!(queue.arena_used, 0);
     }

@@ -12,6 +12,21 @@ use std::str::FromStr;
 /// nothing (counted as `no_reply`). A returned length larger than `reply` is a bug and is clamped.
 pub trait Handler: Send {
     fn handle(&mut self, request: &[u8], peer: SocketAddr, reply: &mut [u8]) -> Option<usize>;
+
+    /// Optional fast path for a GRO-coalesced train: `requests` holds several datagrams from `peer`, each
+    /// `segment` bytes but the last (which may be shorter). A handler whose every reply has exactly the
+    /// length of its request (echo-like) may answer the whole train at once by writing the replies, in
+    /// order and back to back, into `replies[..requests.len()]` and returning `true`. Returning `false`
+    /// (the default) makes the worker call [`handle`](Self::handle) once per datagram instead.
+    fn handle_train(
+        &mut self,
+        _requests: &[u8],
+        _segment: usize,
+        _peer: SocketAddr,
+        _replies: &mut [u8],
+    ) -> bool {
+        false
+    }
 }
 
 /// Sends the request back unchanged.
@@ -24,6 +39,22 @@ impl Handler for Echo {
         let len = request.len().min(reply.len());
         reply[..len].copy_from_slice(&request[..len]);
         Some(len)
+    }
+
+    fn handle_train(
+        &mut self,
+        requests: &[u8],
+        _: usize,
+        _: SocketAddr,
+        replies: &mut [u8],
+    ) -> bool {
+        match replies.get_mut(..requests.len()) {
+            Some(out) => {
+                out.copy_from_slice(requests);
+                true
+            }
+            None => false,
+        }
     }
 }
 
@@ -39,6 +70,24 @@ impl Handler for Upper {
             *out = byte.to_ascii_uppercase();
         }
         Some(len)
+    }
+
+    fn handle_train(
+        &mut self,
+        requests: &[u8],
+        _: usize,
+        _: SocketAddr,
+        replies: &mut [u8],
+    ) -> bool {
+        match replies.get_mut(..requests.len()) {
+            Some(out) => {
+                for (out, byte) in out.iter_mut().zip(requests) {
+                    *out = byte.to_ascii_uppercase();
+                }
+                true
+            }
+            None => false,
+        }
     }
 }
 
@@ -152,6 +201,29 @@ mod tests {
             Some(b"ok".to_vec())
         );
         assert_eq!(run(&mut Discard, b"x"), None);
+    }
+
+    #[test]
+    fn train_fast_paths_match_the_per_datagram_answers() {
+        let peer = "127.0.0.1:1".parse().unwrap();
+        let requests = b"abcdefGHij-k";
+        for handler in [&mut Echo as &mut dyn Handler, &mut Upper] {
+            let mut whole = vec![0u8; 64];
+            assert!(handler.handle_train(requests, 5, peer, &mut whole));
+            let mut one_by_one = Vec::new();
+            for request in requests.chunks(5) {
+                let mut reply = vec![0u8; 64];
+                let len = handler.handle(request, peer, &mut reply).unwrap();
+                one_by_one.extend_from_slice(&reply[..len]);
+            }
+            assert_eq!(&whole[..requests.len()], &one_by_one[..]);
+            assert!(
+                !handler.handle_train(requests, 5, peer, &mut [0u8; 4]),
+                "too small a buffer"
+            );
+        }
+        assert!(!Ack::new(b"ok".to_vec()).handle_train(requests, 5, peer, &mut [0u8; 64]));
+        assert!(!Discard.handle_train(requests, 5, peer, &mut [0u8; 64]));
     }
 
     #[test]

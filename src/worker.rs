@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mio::{Events, Interest, Poll, Token};
 
-use crate::batch::{Destination, ReplyQueue};
+use crate::batch::{Destination, ReplyQueue, GSO_MAX_BYTES, GSO_MAX_SEGMENTS};
 use crate::handler::Handler;
 use crate::socket::{self, SocketFeatures};
 use crate::stats::StatsLink;
@@ -63,6 +63,8 @@ struct Worker {
     stats: StatsLink,
     registry: mio::Registry,
     last_kernel_drops: u32,
+    /// Numbers received buffers, so the reply queue can tell replies of one buffer apart cheaply.
+    next_group: u64,
     writable_registered: bool,
     retry_at: Option<Instant>,
     error_logged: bool,
@@ -122,6 +124,7 @@ pub fn run(parts: WorkerParts) {
         stats,
         registry,
         last_kernel_drops: 0,
+        next_group: 0,
         writable_registered: false,
         retry_at: None,
         error_logged: false,
@@ -252,6 +255,9 @@ impl Worker {
                 datagrams += lost;
                 continue;
             }
+            // Every segment of one buffer has the same sender and receive time: one group.
+            self.next_group += 1;
+            let group = self.next_group;
             let peer: SocketAddr = info.peer.to_socket_addr();
             let destination = Destination {
                 peer: info.peer,
@@ -263,13 +269,54 @@ impl Worker {
                 ifindex: info.control.ifindex,
             };
             let rx_time_ns = info.control.rx_time_ns.unwrap_or(batch_time_ns);
-            let mut chunks = 0u64;
+            let chunks = if data.is_empty() {
+                1
+            } else {
+                data.len().div_ceil(segment) as u64
+            };
+            counters.rx += chunks;
+            counters.rx_bytes += data.len() as u64;
+            datagrams += chunks;
+            if chunks > 1 {
+                counters.gro_trains += 1;
+            }
+            if segment > self.max_datagram && !data.is_empty() {
+                // Only the last segment of a train may be shorter than the segment size.
+                let last = data.len() - (chunks as usize - 1) * segment;
+                let oversize = if last > self.max_datagram {
+                    chunks
+                } else {
+                    chunks - 1
+                };
+                counters.truncated += oversize;
+                if oversize == chunks {
+                    continue;
+                }
+            }
+            // Fast path: an echo-like handler answers a whole coalesced train with one write, and the
+            // replies leave as one GSO train shaped like the request train.
+            if chunks > 1
+                && segment <= self.max_datagram
+                && self.queue.gso_enabled()
+                && chunks as usize <= GSO_MAX_SEGMENTS
+                && data.len() <= GSO_MAX_BYTES
+                && self.queue.has_room()
+                && self
+                    .handler
+                    .handle_train(data, segment, peer, self.queue.reply_buffer())
+            {
+                self.queue.stage_train(
+                    data.len(),
+                    segment,
+                    chunks as usize,
+                    &destination,
+                    group,
+                    rx_time_ns,
+                );
+                continue;
+            }
             let mut handle = |request: &[u8]| {
-                chunks += 1;
-                counters.rx += 1;
-                counters.rx_bytes += request.len() as u64;
                 if request.len() > self.max_datagram {
-                    counters.truncated += 1;
                     return;
                 }
                 if !self.queue.has_room() {
@@ -280,7 +327,7 @@ impl Worker {
                     .handler
                     .handle(request, peer, self.queue.reply_buffer())
                 {
-                    Some(len) => self.queue.stage(len, destination, rx_time_ns),
+                    Some(len) => self.queue.stage(len, &destination, group, rx_time_ns),
                     None => counters.no_reply += 1,
                 }
             };
@@ -289,10 +336,6 @@ impl Worker {
             } else {
                 data.chunks(segment).for_each(&mut handle);
             }
-            if chunks > 1 {
-                counters.gro_trains += 1;
-            }
-            datagrams += chunks;
         }
         self.stats.current.record_batch(datagrams);
     }

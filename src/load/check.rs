@@ -4,8 +4,9 @@
 //! - **16 bytes and more** (indexed): the reply names its request by sequence number. Its length, header and
 //!   filler are compared byte for byte with what `--expect` says the server returns for that request; a
 //!   per-flow bitmap over the last `window` sequence numbers finds duplicates; latency is taken from the send
-//!   time the request carried. A reply naming a sequence number older than the window cannot be checked
-//!   for duplication and counts as late.
+//!   time the request carried. A reply naming a sequence number older than the window (its slot reused by
+//!   a newer request) is judged by the time it carries alone: its duplicates go unnoticed, and under
+//!   `--expect upper` its latency is approximate (the time field comes back upper-cased).
 //! - **Under 16 bytes, or `--expect ack`** (FIFO): replies carry no sequence number, so each is matched to the
 //!   oldest request of its flow still waiting (requests older than `--timeout` are skipped as lost). The
 //!   content is still checked exactly, but a late reply cannot be told from an on-time one, and a duplicate
@@ -256,14 +257,19 @@ impl<'a> Checker<'a> {
             return Verdict::Mismatch;
         }
         if !book.in_window(seq) {
-            // Either never sent (a wrong reply) or older than the window (its slot was reused).
-            if seq < book.next_seq && seq >= book.measure_from {
-                return Verdict::Late(now_ns.saturating_sub(time));
+            // Either never sent (a wrong reply) or older than the window (its slot was reused): then only
+            // the time it carries is left to judge it by, and a duplicate cannot be recognised.
+            if seq >= book.next_seq {
+                return Verdict::Mismatch;
             }
-            return if seq < book.next_seq {
-                Verdict::Warmup
+            if seq < book.measure_from {
+                return Verdict::Warmup;
+            }
+            let latency = now_ns.saturating_sub(time);
+            return if latency <= self.timeout_ns {
+                Verdict::Ok(latency)
             } else {
-                Verdict::Mismatch
+                Verdict::Late(latency)
             };
         }
         let sent_at = book.time_of(seq);
@@ -465,12 +471,13 @@ mod tests {
         for _ in 0..64 {
             request(&mut book, &filler, 32, 1);
         }
-        // Request 0's slot was reused: it is no longer awaited, and its reply counts as late.
+        // Request 0's slot was reused: it is no longer awaited, and its reply is judged by its time alone.
         assert_eq!(book.outstanding, 64);
-        assert!(matches!(
-            checker.classify(&mut book, &first, 5),
-            Verdict::Late(_)
-        ));
+        assert_eq!(checker.classify(&mut book, &first, 5), Verdict::Ok(5));
+        assert_eq!(
+            checker.classify(&mut book, &first, 2 * SECOND),
+            Verdict::Late(2 * SECOND)
+        );
     }
 
     #[test]

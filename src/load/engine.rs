@@ -591,7 +591,10 @@ fn flush(out: &mut Outbox, flows: &mut [Flow], tally: &mut Tally, warned: &mut W
                         measured(book.measure_from, out.seq_of[m], out.messages[m].iov_count);
                 }
                 out.pos += taken;
-                progressed |= taken > 0;
+                if taken == 0 {
+                    return progressed;
+                }
+                progressed = true;
             }
             Err(error) if error.kind() == io::ErrorKind::WouldBlock => return progressed,
             Err(error) if error.kind() == io::ErrorKind::Interrupted => {}

@@ -199,7 +199,7 @@ impl Plan {
         let warmup_ns = seconds("--warmup", args.warmup, true)?;
         let timeout_ns = seconds("--timeout", args.timeout, false)?;
         let target = resolve(&args.target)?;
-        let per_flow = ((1usize << 22) / args.flows).clamp(1 << 12, 1 << 18);
+        let per_flow = ((1usize << 23) / args.flows).clamp(1 << 12, 1 << 19);
         let in_flight = args.outstanding.unwrap_or(0) as usize * 2;
         Ok(Plan {
             target,
