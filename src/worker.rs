@@ -1,22 +1,25 @@
 //! One worker: its own socket and `mio` loop, receiving batches, running the handler, sending GSO trains.
 //!
-//! The hot path per batch: one `recvmmsg`, the handler once per datagram writing into the reply queue, one
-//! seal (grouping into trains) and normally one `sendmmsg`. Nothing is allocated, locked or shared per
-//! datagram: counters and histograms are the worker's own and are handed to the reporter at boundaries.
+//! The hot path per batch: one `recvmmsg`, the handler once per datagram (or once per coalesced train)
+//! writing into the reply queue, one seal (grouping into trains) and normally one `sendmmsg`. Nothing is
+//! allocated, locked or shared per datagram: counters and histograms are the worker's own and are handed
+//! to the reporter at interval boundaries.
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use mio::{Events, Interest, Poll, Token};
+use mio::net::UdpSocket;
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Registry, Token};
 
 use crate::batch::{Destination, ReplyQueue, GSO_MAX_BYTES, GSO_MAX_SEGMENTS};
 use crate::handler::Handler;
 use crate::socket::{self, SocketFeatures};
-use crate::stats::StatsLink;
+use crate::stats::{StatsLink, WorkerStats};
 use crate::sys::{self, RecvInfo, RecvScratch, SendScratch};
 
 pub const SOCKET: Token = Token(0);
@@ -26,9 +29,9 @@ pub const WAKER: Token = Token(1);
 const FAIRNESS_BATCHES: usize = 16;
 /// How long to wait before resending after `ENOBUFS`, which no readiness event announces.
 const NOBUFS_RETRY: Duration = Duration::from_millis(1);
-/// Datagrams a worker may hold queued for sending while the kernel is not taking them.
-const QUEUE_DATAGRAMS: usize = 8192;
-/// Bytes of replies a worker may hold queued.
+/// Iovecs (replies, or runs of replies of one received buffer) a worker may hold queued for sending.
+const QUEUE_ENTRIES: usize = 8192;
+/// Bytes of replies a worker may hold queued while the kernel is not taking them.
 const QUEUE_BYTES: usize = 4 << 20;
 /// At shutdown, how long a worker keeps answering what is already queued in its socket.
 const SHUTDOWN_DRAIN: Duration = Duration::from_millis(50);
@@ -48,26 +51,39 @@ pub struct WorkerParts {
     pub stop: Arc<AtomicBool>,
 }
 
-struct Worker {
-    index: usize,
-    socket: mio::net::UdpSocket,
-    features: SocketFeatures,
-    max_datagram: usize,
+/// The receiving half: `recvmmsg` buffers and what is remembered between batches.
+struct Receiver {
+    scratch: RecvScratch,
+    buffer: Vec<u8>,
+    infos: Vec<RecvInfo>,
     slot_size: usize,
-    recv_scratch: RecvScratch,
-    recv_buffer: Vec<u8>,
-    recv_infos: Vec<RecvInfo>,
-    queue: ReplyQueue,
-    send_scratch: SendScratch,
-    handler: Box<dyn Handler>,
-    stats: StatsLink,
-    registry: mio::Registry,
+    /// Last cumulative `SO_RXQ_OVFL` value seen, to count only new drops.
     last_kernel_drops: u32,
     /// Numbers received buffers, so the reply queue can tell replies of one buffer apart cheaply.
     next_group: u64,
+}
+
+/// The sending half: the reply queue, `sendmmsg` scratch, and the state of a blocked send.
+struct Transmitter {
+    index: usize,
+    queue: ReplyQueue,
+    scratch: SendScratch,
+    registry: Registry,
+    timestamps: bool,
     writable_registered: bool,
     retry_at: Option<Instant>,
     error_logged: bool,
+}
+
+struct Worker {
+    index: usize,
+    socket: UdpSocket,
+    features: SocketFeatures,
+    max_datagram: usize,
+    rx: Receiver,
+    tx: Transmitter,
+    handler: Box<dyn Handler>,
+    stats: StatsLink,
 }
 
 /// Runs a worker until `stop` is set and its waker fires; then sends its final stats.
@@ -111,23 +127,29 @@ pub fn run(parts: WorkerParts) {
     };
     let mut worker = Worker {
         index,
-        socket: mio::net::UdpSocket::from_std(socket.socket),
+        socket: UdpSocket::from_std(socket.socket),
         features: socket.features,
         max_datagram,
-        slot_size,
-        recv_scratch: RecvScratch::new(batch),
-        recv_buffer: vec![0; batch * slot_size],
-        recv_infos: vec![RecvInfo::default(); batch],
-        queue: ReplyQueue::new(QUEUE_BYTES, QUEUE_DATAGRAMS, socket.features.gso),
-        send_scratch: SendScratch::new(sys::MAX_BATCH, QUEUE_DATAGRAMS),
+        rx: Receiver {
+            scratch: RecvScratch::new(batch),
+            buffer: vec![0; batch * slot_size],
+            infos: vec![RecvInfo::default(); batch],
+            slot_size,
+            last_kernel_drops: 0,
+            next_group: 0,
+        },
+        tx: Transmitter {
+            index,
+            queue: ReplyQueue::new(QUEUE_BYTES, QUEUE_ENTRIES, socket.features.gso),
+            scratch: SendScratch::new(sys::MAX_BATCH, QUEUE_ENTRIES),
+            registry,
+            timestamps: socket.features.timestamps,
+            writable_registered: false,
+            retry_at: None,
+            error_logged: false,
+        },
         handler,
         stats,
-        registry,
-        last_kernel_drops: 0,
-        next_group: 0,
-        writable_registered: false,
-        retry_at: None,
-        error_logged: false,
     };
     if let Err(error) = poll
         .registry()
@@ -157,16 +179,17 @@ impl Worker {
             let now = Instant::now();
             if now >= next_publish {
                 self.stats.publish();
-                self.error_logged = false;
+                self.tx.error_logged = false;
                 while next_publish <= now {
                     next_publish += interval;
                 }
             }
-            let timeout = if readable || self.retry_at.is_some_and(|at| at <= now) {
+            let retry_due = self.tx.retry_at.is_some_and(|at| at <= now);
+            let timeout = if readable || retry_due {
                 Duration::ZERO
             } else {
                 let until_publish = next_publish - now;
-                match self.retry_at {
+                match self.tx.retry_at {
                     Some(at) => until_publish.min(at - now),
                     None => until_publish,
                 }
@@ -180,16 +203,16 @@ impl Worker {
             let mut writable = false;
             for event in events.iter() {
                 if event.token() == SOCKET {
-                    readable |= event.is_readable();
+                    readable |= event.is_readable() || event.is_error();
                     writable |= event.is_writable();
                 }
             }
             if stop.load(Ordering::Relaxed) {
                 return;
             }
-            if writable || self.retry_at.is_some_and(|at| at <= Instant::now()) {
-                self.retry_at = None;
-                self.flush();
+            if writable || self.tx.retry_at.is_some_and(|at| at <= Instant::now()) {
+                self.tx.retry_at = None;
+                self.tx.flush(&self.socket, &mut self.stats.current);
             }
             if readable {
                 readable = self.receive_some(FAIRNESS_BATCHES);
@@ -200,28 +223,33 @@ impl Worker {
     /// Handles up to `max_batches` receive batches; returns whether more may be queued.
     fn receive_some(&mut self, max_batches: usize) -> bool {
         for _ in 0..max_batches {
-            let fd = self.socket.as_fd();
+            let rx = &mut self.rx;
             match sys::recv_batch(
-                fd,
-                &mut self.recv_scratch,
-                &mut self.recv_buffer,
-                self.slot_size,
-                &mut self.recv_infos,
+                self.socket.as_fd(),
+                &mut rx.scratch,
+                &mut rx.buffer,
+                rx.slot_size,
+                &mut rx.infos,
             ) {
                 Ok(count) => {
                     self.process(count);
-                    self.flush();
+                    self.tx.flush(&self.socket, &mut self.stats.current);
+                    // A short batch means the queue was empty when the kernel looked; with edge-triggered
+                    // readiness anything arriving later raises a new event, so no extra empty receive.
+                    if count < self.rx.infos.len() {
+                        return false;
+                    }
                 }
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => return false,
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
                 Err(error) => {
                     // Pending socket errors (ICMP reports) surface here; they concern earlier sends.
-                    if !self.error_logged {
+                    if !self.tx.error_logged {
                         eprintln!(
                             "udpd: warning: worker {} receive error: {error}",
                             self.index
                         );
-                        self.error_logged = true;
+                        self.tx.error_logged = true;
                     }
                 }
             }
@@ -231,18 +259,29 @@ impl Worker {
 
     /// Runs the handler over `count` received buffers (each GRO segment is one datagram).
     fn process(&mut self, count: usize) {
+        let Worker {
+            socket,
+            features,
+            max_datagram,
+            rx,
+            tx,
+            handler,
+            stats,
+            ..
+        } = self;
+        let max_datagram = *max_datagram;
+        let stats = &mut *stats.current;
         let batch_time_ns = realtime_ns();
-        let counters = &mut self.stats.current.counters;
         let mut datagrams = 0u64;
         for i in 0..count {
-            let info = self.recv_infos[i];
+            let info = rx.infos[i];
             if let Some(drops) = info.control.kernel_drops {
-                counters.kernel_rx_overflow +=
-                    u64::from(drops.wrapping_sub(self.last_kernel_drops));
-                self.last_kernel_drops = drops;
+                stats.counters.kernel_rx_overflow +=
+                    u64::from(drops.wrapping_sub(rx.last_kernel_drops));
+                rx.last_kernel_drops = drops;
             }
-            let start = i * self.slot_size;
-            let data = &self.recv_buffer[start..start + info.len];
+            let start = i * rx.slot_size;
+            let data = &rx.buffer[start..start + info.len];
             let segment = match info.control.segment_size {
                 Some(size) if usize::from(size) < info.len => usize::from(size),
                 _ => info.len.max(1),
@@ -250,18 +289,18 @@ impl Worker {
             if info.truncated {
                 // The kernel cut the buffer: at least one datagram, and we cannot know more.
                 let lost = (info.len / segment).max(1) as u64;
-                counters.rx += lost;
-                counters.truncated += lost;
+                stats.counters.rx += lost;
+                stats.counters.truncated += lost;
                 datagrams += lost;
                 continue;
             }
             // Every segment of one buffer has the same sender and receive time: one group.
-            self.next_group += 1;
-            let group = self.next_group;
+            rx.next_group += 1;
+            let group = rx.next_group;
             let peer: SocketAddr = info.peer.to_socket_addr();
             let destination = Destination {
                 peer: info.peer,
-                source: if self.features.pktinfo {
+                source: if features.pktinfo {
                     info.control.local_ip
                 } else {
                     None
@@ -272,85 +311,83 @@ impl Worker {
             let chunks = if data.is_empty() {
                 1
             } else {
-                data.len().div_ceil(segment) as u64
+                data.len().div_ceil(segment)
             };
-            counters.rx += chunks;
-            counters.rx_bytes += data.len() as u64;
-            datagrams += chunks;
+            stats.counters.rx += chunks as u64;
+            stats.counters.rx_bytes += data.len() as u64;
+            datagrams += chunks as u64;
             if chunks > 1 {
-                counters.gro_trains += 1;
+                stats.counters.gro_trains += 1;
             }
-            if segment > self.max_datagram && !data.is_empty() {
-                // Only the last segment of a train may be shorter than the segment size.
-                let last = data.len() - (chunks as usize - 1) * segment;
-                let oversize = if last > self.max_datagram {
-                    chunks
-                } else {
-                    chunks - 1
-                };
-                counters.truncated += oversize;
-                if oversize == chunks {
-                    continue;
-                }
+            if !tx.queue.has_room() {
+                tx.flush(socket, stats);
             }
             // Fast path: an echo-like handler answers a whole coalesced train with one write, and the
             // replies leave as one GSO train shaped like the request train.
             if chunks > 1
-                && segment <= self.max_datagram
-                && self.queue.gso_enabled()
-                && chunks as usize <= GSO_MAX_SEGMENTS
+                && segment <= max_datagram
+                && tx.queue.gso_enabled()
+                && chunks <= GSO_MAX_SEGMENTS
                 && data.len() <= GSO_MAX_BYTES
-                && self.queue.has_room()
-                && self
-                    .handler
-                    .handle_train(data, segment, peer, self.queue.reply_buffer())
+                && tx.queue.has_room()
+                && handler.handle_train(data, segment, peer, tx.queue.reply_buffer())
             {
-                self.queue.stage_train(
-                    data.len(),
-                    segment,
-                    chunks as usize,
-                    &destination,
-                    group,
-                    rx_time_ns,
-                );
+                tx.queue
+                    .stage_train(data.len(), segment, chunks, &destination, group, rx_time_ns);
                 continue;
             }
-            let mut handle = |request: &[u8]| {
-                if request.len() > self.max_datagram {
-                    return;
+            let requests = (0..chunks)
+                .map(|k| &data[(k * segment).min(data.len())..((k + 1) * segment).min(data.len())]);
+            for request in requests {
+                if request.len() > max_datagram {
+                    stats.counters.truncated += 1;
+                    continue;
                 }
-                if !self.queue.has_room() {
-                    counters.tx_backpressure += 1;
-                    return;
+                if !tx.queue.has_room() {
+                    tx.flush(socket, stats);
+                    if !tx.queue.has_room() {
+                        stats.counters.tx_backpressure += 1;
+                        continue;
+                    }
                 }
-                match self
-                    .handler
-                    .handle(request, peer, self.queue.reply_buffer())
-                {
-                    Some(len) => self.queue.stage(len, &destination, group, rx_time_ns),
-                    None => counters.no_reply += 1,
+                match handler.handle(request, peer, tx.queue.reply_buffer()) {
+                    Some(len) => tx.queue.stage(len, &destination, group, rx_time_ns),
+                    None => stats.counters.no_reply += 1,
                 }
-            };
-            if data.is_empty() {
-                handle(data);
-            } else {
-                data.chunks(segment).for_each(&mut handle);
             }
         }
-        self.stats.current.record_batch(datagrams);
+        stats.record_batch(datagrams);
     }
 
+    /// Answers what is already queued (briefly), sends what can be sent, counts the rest, reports.
+    fn shut_down(mut self) {
+        let deadline = Instant::now() + SHUTDOWN_DRAIN;
+        while Instant::now() < deadline && self.receive_some(1) {}
+        self.tx.flush(&self.socket, &mut self.stats.current);
+        let unsent = self.tx.queue.discard_all();
+        let proc_drops = sys::socket_drops_from_proc(self.socket.as_fd());
+        let counters = &mut self.stats.current.counters;
+        counters.unsent_at_exit += unsent.datagrams;
+        if let Some(total) = proc_drops {
+            let seen = u64::from(self.rx.last_kernel_drops);
+            if total > seen {
+                counters.kernel_rx_overflow += total - seen;
+            }
+        }
+        self.stats.finish();
+    }
+}
+
+impl Transmitter {
     /// Seals staged replies and sends until the queue is empty or the kernel pushes back.
-    fn flush(&mut self) {
+    fn flush(&mut self, socket: &UdpSocket, stats: &mut WorkerStats) {
         self.queue.seal();
         while !self.queue.unsent().is_empty() {
-            let fd = self.socket.as_fd();
             let (arena, ranges, messages) = self.queue.send_view();
-            match sys::send_batch(fd, &mut self.send_scratch, arena, ranges, messages) {
+            match sys::send_batch(socket.as_fd(), &mut self.scratch, arena, ranges, messages) {
                 Ok(0) => break,
                 Ok(sent) => {
-                    let stats = &mut *self.stats.current;
-                    let done = if self.features.timestamps {
+                    let done = if self.timestamps {
                         let now_ns = realtime_ns();
                         self.queue.complete(sent, |rx_ns, n| {
                             stats.record_latency(now_ns.saturating_sub(rx_ns), n)
@@ -363,23 +400,27 @@ impl Worker {
                     stats.counters.gso_trains += done.trains;
                 }
                 Err(error) => {
-                    if !self.handle_send_error(&error) {
+                    if !self.handle_send_error(socket, &error, stats) {
                         return;
                     }
                 }
             }
         }
         if self.writable_registered {
-            self.set_writable_interest(false);
+            self.set_writable_interest(socket, false);
         }
     }
 
     /// Deals with a `sendmmsg` error on the first unsent message; returns whether to keep sending now.
-    fn handle_send_error(&mut self, error: &io::Error) -> bool {
-        let counters = &mut self.stats.current.counters;
+    fn handle_send_error(
+        &mut self,
+        socket: &UdpSocket,
+        error: &io::Error,
+        stats: &mut WorkerStats,
+    ) -> bool {
         match error.raw_os_error() {
             Some(libc::EAGAIN) => {
-                self.set_writable_interest(true);
+                self.set_writable_interest(socket, true);
                 false
             }
             Some(libc::ENOBUFS) => {
@@ -399,10 +440,10 @@ impl Worker {
                         self.index
                     );
                     self.queue.disable_gso();
-                    counters.gso_disabled += 1;
+                    stats.counters.gso_disabled += 1;
                 } else {
                     let failed = self.queue.fail_head();
-                    counters.tx_error += failed.datagrams;
+                    stats.counters.tx_error += failed.datagrams;
                     if !self.error_logged {
                         eprintln!(
                             "udpd: warning: worker {}: reply not sent: {error}",
@@ -416,40 +457,22 @@ impl Worker {
         }
     }
 
-    fn set_writable_interest(&mut self, on: bool) {
+    /// Asks for (or stops asking for) WRITABLE events, only while replies wait on a full socket buffer.
+    fn set_writable_interest(&mut self, socket: &UdpSocket, on: bool) {
         let interest = if on {
             Interest::READABLE | Interest::WRITABLE
         } else {
             Interest::READABLE
         };
-        // A failed reregistration leaves the old interest; the ENOBUFS-style timer retry covers it.
-        match self.socket_registry_reregister(interest) {
+        let fd = socket.as_raw_fd();
+        match self
+            .registry
+            .reregister(&mut SourceFd(&fd), SOCKET, interest)
+        {
             Ok(()) => self.writable_registered = on,
+            // The old interest stays; a timed retry makes sure the queue is still drained.
             Err(_) => self.retry_at = Some(Instant::now() + NOBUFS_RETRY),
         }
-    }
-
-    fn socket_registry_reregister(&mut self, interest: Interest) -> io::Result<()> {
-        self.registry.reregister(&mut self.socket, SOCKET, interest)
-    }
-
-    /// Answers what is already queued (briefly), sends what can be sent, counts the rest, reports.
-    fn shut_down(mut self) {
-        let deadline = Instant::now() + SHUTDOWN_DRAIN;
-        while Instant::now() < deadline && self.receive_some(1) {}
-        self.flush();
-        let unsent = self.queue.discard_all();
-        let fd = self.socket.as_fd();
-        let proc_drops = sys::socket_drops_from_proc(fd);
-        let counters = &mut self.stats.current.counters;
-        counters.unsent_at_exit += unsent.datagrams;
-        if let Some(total) = proc_drops {
-            let seen = u64::from(self.last_kernel_drops);
-            if total > seen {
-                counters.kernel_rx_overflow += total - seen;
-            }
-        }
-        self.stats.finish();
     }
 }
 

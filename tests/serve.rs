@@ -766,3 +766,51 @@ fn gso_train_over_max_datagram_is_truncated_per_segment_with_gro() {
 fn gso_train_over_max_datagram_is_truncated_per_segment_without_gro() {
     gso_train_truncation(&["--no-gro"]);
 }
+
+/// Replies that outgrow the worker's reply queue within one receive batch are sent mid-batch, not dropped:
+/// an `ack` handler answering 1000 bytes to each 64-byte request turns one batch of coalesced trains into
+/// far more reply bytes than the 4 MiB queue holds.
+#[test]
+fn replies_larger_than_the_queue_are_flushed_mid_batch_not_dropped() {
+    let text = "a".repeat(1000);
+    let handler = format!("ack:{text}");
+    let daemon = Daemon::start_v4(
+        1,
+        &[
+            "--handler",
+            &handler,
+            "--batch",
+            "256",
+            "--rcvbuf",
+            "33554432",
+        ],
+    );
+    let client = client_for(daemon.addr);
+    if !set_gso(&client, 64) {
+        return;
+    }
+    // Stop the daemon while the trains queue up in its (large) receive buffer, so that its first batch
+    // after SIGCONT holds all of them at once.
+    let pid = nix::unistd::Pid::from_raw(daemon.pid() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).expect("SIGSTOP udpd");
+    let trains = 150;
+    for id in 0..trains {
+        send_train(&client, 64, &train(id as u8, 64, 40, 0), daemon.addr);
+    }
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).expect("SIGCONT udpd");
+    wait_receive_queue_empty(daemon.addr, Duration::from_secs(10));
+    let summary = daemon.stop();
+    summary.assert_accounting_holds();
+    assert_eq!(
+        summary.total("tx_backpressure"),
+        0,
+        "a full queue must be flushed first"
+    );
+    assert_eq!(summary.total("tx"), summary.total("rx"));
+    assert_eq!(summary.total("tx_bytes"), summary.total("tx") * 1000);
+    assert_eq!(
+        summary.total("rx") + summary.total("kernel_rx_overflow") * 40,
+        trains * 40,
+        "every train is received or dropped whole by the kernel"
+    );
+}
