@@ -6,10 +6,19 @@
 //! empties completely before it is reused, so nothing wraps and nothing is allocated after construction.
 //! When it is full (the kernel has not taken earlier replies), new replies are refused and the caller
 //! counts them as `tx_backpressure`.
+//!
+//! A reply identical to its request (echo) need not be copied at all: it may *borrow* the request's bytes
+//! in the receive buffer ([`ReplyQueue::stage_borrowed`]). Before that buffer is reused, whatever still
+//! borrows it is copied into the arena ([`ReplyQueue::detach_borrowed`]).
 
 use std::net::IpAddr;
 
 use crate::sys::{IoRange, OutMessage, PeerAddr, SendControl};
+
+/// Index of the arena among the buffers handed to `send_batch`.
+pub const ARENA: u32 = 0;
+/// Index of the receive buffer (for borrowed replies) among the buffers handed to `send_batch`.
+pub const RECEIVED: u32 = 1;
 
 /// The largest reply a handler may write (the reply buffer it is given is this long).
 pub const REPLY_MAX: usize = 65_535;
@@ -36,6 +45,8 @@ pub struct Destination {
 /// a GSO train in miniature, grown reply by reply without any search.
 #[derive(Clone, Copy, Debug, Default)]
 struct StagedRun {
+    /// [`ARENA`] or [`RECEIVED`]: where the bytes are.
+    buffer: u32,
     offset: u32,
     bytes: u32,
     segment: u32,
@@ -90,6 +101,8 @@ pub struct ReplyQueue {
     assignment: Vec<u32>,
     max_datagrams: usize,
     gso: bool,
+    /// Some unsent iovec points into the receive buffer.
+    borrows: bool,
 }
 
 impl ReplyQueue {
@@ -110,6 +123,7 @@ impl ReplyQueue {
             assignment: Vec::with_capacity(max_datagrams),
             max_datagrams,
             gso,
+            borrows: false,
         }
     }
 
@@ -145,6 +159,7 @@ impl ReplyQueue {
         let segment = segment as u32;
         let count = count as u32;
         self.staged.push(StagedRun {
+            buffer: ARENA,
             offset,
             bytes,
             segment,
@@ -154,6 +169,84 @@ impl ReplyQueue {
             destination: *destination,
             rx_time_ns,
         });
+    }
+
+    /// Records replies that are byte for byte the requests at `offset..offset + bytes` of the receive buffer
+    /// (`count` datagrams of `segment` bytes, the last possibly shorter), without copying them. The caller
+    /// keeps `count` within [`GSO_MAX_SEGMENTS`] and `bytes` within [`GSO_MAX_BYTES`] (one datagram when GSO
+    /// is off), and calls [`detach_borrowed`](Self::detach_borrowed) before it reuses the receive buffer.
+    #[allow(clippy::too_many_arguments)]
+    pub fn stage_borrowed(
+        &mut self,
+        offset: usize,
+        bytes: usize,
+        segment: usize,
+        count: usize,
+        destination: &Destination,
+        group: u64,
+        rx_time_ns: u64,
+    ) {
+        let (bytes, segment, count) = (bytes as u32, segment as u32, count as u32);
+        self.staged.push(StagedRun {
+            buffer: RECEIVED,
+            offset: offset as u32,
+            bytes,
+            segment,
+            count,
+            closed: !self.gso || bytes == 0 || bytes < count * segment,
+            group,
+            destination: *destination,
+            rx_time_ns,
+        });
+    }
+
+    /// Whether unsent replies still borrow the receive buffer.
+    pub fn borrows_received(&self) -> bool {
+        self.borrows
+    }
+
+    /// Copies every unsent reply that borrows `received` into the arena, so the receive buffer can be
+    /// reused. A message whose borrowed bytes no longer fit is dropped whole; returns the datagrams dropped.
+    pub fn detach_borrowed(&mut self, received: &[u8]) -> u64 {
+        self.seal();
+        let mut dropped = 0;
+        let mut kept = self.head;
+        for index in self.head..self.messages.len() {
+            let message = self.messages[index];
+            let iovs = message.iov_start as usize..(message.iov_start + message.iov_count) as usize;
+            let borrowed: usize = self.ranges[iovs.clone()]
+                .iter()
+                .filter(|r| r.buffer == RECEIVED)
+                .map(|r| r.len as usize)
+                .sum();
+            if borrowed > self.arena.len() - self.arena_used {
+                dropped += self.range_datagrams[iovs.clone()]
+                    .iter()
+                    .map(|&n| u64::from(n))
+                    .sum::<u64>();
+                continue;
+            }
+            for range in &mut self.ranges[iovs] {
+                if range.buffer == RECEIVED {
+                    let (from, len) = (range.offset as usize, range.len as usize);
+                    let to = self.arena_used;
+                    self.arena[to..to + len].copy_from_slice(&received[from..from + len]);
+                    self.arena_used += len;
+                    *range = IoRange {
+                        buffer: ARENA,
+                        offset: to as u32,
+                        len: len as u32,
+                    };
+                }
+            }
+            // Dropped messages leave their iovecs unreferenced; kept ones keep their order.
+            self.messages[kept] = message;
+            kept += 1;
+        }
+        self.messages.truncate(kept);
+        self.borrows = false;
+        self.reset_if_drained();
+        dropped
     }
 
     /// Records that the handler wrote `len` bytes into [`reply_buffer`](Self::reply_buffer) for `destination`.
@@ -168,6 +261,7 @@ impl ReplyQueue {
         self.arena_used += len as usize;
         if let Some(run) = self.staged.last_mut() {
             let extends = run.group == group
+                && run.buffer == ARENA
                 && !run.closed
                 && len > 0
                 && len <= run.segment
@@ -182,6 +276,7 @@ impl ReplyQueue {
             }
         }
         self.staged.push(StagedRun {
+            buffer: ARENA,
             offset,
             bytes: len,
             segment: len,
@@ -230,9 +325,11 @@ impl ReplyQueue {
             let slot = (train.iov_start + train.cursor) as usize;
             train.cursor += 1;
             self.ranges[slot] = IoRange {
+                buffer: run.buffer,
                 offset: run.offset,
                 len: run.bytes,
             };
+            self.borrows |= run.buffer == RECEIVED;
             self.range_rx_time_ns[slot] = run.rx_time_ns;
             self.range_datagrams[slot] = run.count;
         }
@@ -334,7 +431,11 @@ impl ReplyQueue {
                         },
                         ..*message
                     });
-                    ranges.push(IoRange { offset, len });
+                    ranges.push(IoRange {
+                        buffer: range.buffer,
+                        offset,
+                        len,
+                    });
                     times.push(self.range_rx_time_ns[iov]);
                     offset += len;
                     if offset >= end {
@@ -425,6 +526,7 @@ impl ReplyQueue {
             self.range_rx_time_ns.clear();
             self.range_datagrams.clear();
             self.arena_used = 0;
+            self.borrows = false;
         }
     }
 }
@@ -457,13 +559,21 @@ mod tests {
     /// The datagrams each message puts on the wire, as the kernel cuts them: its iovecs concatenated, then
     /// split every `segment_size` bytes (one datagram when the size is 0). As (port, segment size, payloads).
     fn wire(queue: &ReplyQueue) -> Vec<(u16, u16, Vec<Vec<u8>>)> {
+        wire_with(queue, &[])
+    }
+
+    /// [`wire`] for a queue whose replies may borrow `received`.
+    fn wire_with(queue: &ReplyQueue, received: &[u8]) -> Vec<(u16, u16, Vec<Vec<u8>>)> {
         let (arena, ranges, messages) = queue.send_view();
+        let buffers = [arena, received];
         messages
             .iter()
             .map(|m| {
                 let mut bytes = Vec::new();
                 for r in &ranges[m.iov_start as usize..(m.iov_start + m.iov_count) as usize] {
-                    bytes.extend_from_slice(&arena[r.offset as usize..(r.offset + r.len) as usize]);
+                    let buffer = buffers[r.buffer as usize];
+                    bytes
+                        .extend_from_slice(&buffer[r.offset as usize..(r.offset + r.len) as usize]);
                 }
                 let payloads = if m.control.segment_size == 0 {
                     vec![bytes]
@@ -523,6 +633,49 @@ mod tests {
         );
         let done = queue.complete(2, |_, _| {});
         assert_eq!((done.datagrams, done.bytes), (4, 11));
+    }
+
+    #[test]
+    fn borrowed_replies_go_out_from_the_receive_buffer_and_detach_on_demand() {
+        let mut queue = ReplyQueue::new(1 << 20, 1024, true);
+        let mut received = b"xxHELLOWORLD!yy".to_vec();
+        queue.stage_borrowed(2, 11, 5, 3, &dest(4), 1, 7);
+        push_in_group(&mut queue, 4, b"own", 2);
+        queue.seal();
+        assert!(queue.borrows_received());
+        let expected = vec![
+            (
+                4,
+                5,
+                vec![b"HELLO".to_vec(), b"WORLD".to_vec(), b"!".to_vec()],
+            ),
+            (4, 0, vec![b"own".to_vec()]),
+        ];
+        assert_eq!(wire_with(&queue, &received), expected);
+        // Detaching copies the borrowed bytes: the receive buffer may now change without changing the replies.
+        assert_eq!(queue.detach_borrowed(&received), 0);
+        assert!(!queue.borrows_received());
+        received.fill(b'?');
+        assert_eq!(wire_with(&queue, &received), expected);
+        let done = queue.complete(2, |_, _| {});
+        assert_eq!((done.datagrams, done.bytes, done.trains), (4, 14, 1));
+        assert!(queue.is_idle());
+    }
+
+    #[test]
+    fn detaching_without_room_drops_whole_messages_and_counts_them() {
+        let mut queue = ReplyQueue::new(0, 16, true);
+        let received = vec![1u8; 3 * REPLY_MAX];
+        // Fill the arena with own replies, then borrow more than the room left.
+        while queue.has_room() {
+            queue.stage(REPLY_MAX, &dest(1), 9, 7);
+        }
+        queue.stage_borrowed(0, 3 * REPLY_MAX, REPLY_MAX, 3, &dest(2), 10, 7);
+        queue.seal();
+        let before = queue.unsent().len();
+        assert_eq!(queue.detach_borrowed(&received), 3);
+        assert_eq!(queue.unsent().len(), before - 1);
+        assert!(!queue.borrows_received());
     }
 
     #[test]

@@ -27,6 +27,12 @@ pub trait Handler: Send {
     ) -> bool {
         false
     }
+
+    /// Whether every reply is byte for byte its request (a pure echo). The worker then sends the request
+    /// bytes themselves, without calling the handler or copying them. Default `false`.
+    fn echoes_requests(&self) -> bool {
+        false
+    }
 }
 
 /// Sends the request back unchanged.
@@ -55,6 +61,10 @@ impl Handler for Echo {
             }
             None => false,
         }
+    }
+
+    fn echoes_requests(&self) -> bool {
+        true
     }
 }
 
@@ -224,6 +234,8 @@ mod tests {
         }
         assert!(!Ack::new(b"ok".to_vec()).handle_train(requests, 5, peer, &mut [0u8; 64]));
         assert!(!Discard.handle_train(requests, 5, peer, &mut [0u8; 64]));
+        assert!(Echo.echoes_requests());
+        assert!(!Upper.echoes_requests() && !Discard.echoes_requests());
     }
 
     #[test]

@@ -212,7 +212,8 @@ impl Worker {
             }
             if writable || self.tx.retry_at.is_some_and(|at| at <= Instant::now()) {
                 self.tx.retry_at = None;
-                self.tx.flush(&self.socket, &mut self.stats.current);
+                self.tx
+                    .flush(&self.socket, &self.rx.buffer, &mut self.stats.current);
             }
             if readable {
                 readable = self.receive_some(FAIRNESS_BATCHES);
@@ -223,6 +224,11 @@ impl Worker {
     /// Handles up to `max_batches` receive batches; returns whether more may be queued.
     fn receive_some(&mut self, max_batches: usize) -> bool {
         for _ in 0..max_batches {
+            if self.tx.queue.borrows_received() {
+                // Replies still waiting for the kernel borrow the receive buffer: copy them out first.
+                let dropped = self.tx.queue.detach_borrowed(&self.rx.buffer);
+                self.stats.current.counters.tx_backpressure += dropped;
+            }
             let rx = &mut self.rx;
             match sys::recv_batch(
                 self.socket.as_fd(),
@@ -233,7 +239,8 @@ impl Worker {
             ) {
                 Ok(count) => {
                     self.process(count);
-                    self.tx.flush(&self.socket, &mut self.stats.current);
+                    self.tx
+                        .flush(&self.socket, &self.rx.buffer, &mut self.stats.current);
                     // A short batch means the queue was empty when the kernel looked; with edge-triggered
                     // readiness anything arriving later raises a new event, so no extra empty receive.
                     if count < self.rx.infos.len() {
@@ -320,7 +327,32 @@ impl Worker {
                 stats.counters.gro_trains += 1;
             }
             if !tx.queue.has_room() {
-                tx.flush(socket, stats);
+                tx.flush(socket, &rx.buffer, stats);
+            }
+            // Fastest path: a pure echo sends the request bytes themselves, borrowed from the receive
+            // buffer: one run for a whole coalesced train, or one per datagram.
+            if handler.echoes_requests() && tx.queue.has_room() {
+                let whole_train = chunks > 1
+                    && segment <= max_datagram
+                    && tx.queue.gso_enabled()
+                    && chunks <= GSO_MAX_SEGMENTS
+                    && data.len() <= GSO_MAX_BYTES;
+                if whole_train || chunks == 1 {
+                    if data.len() > max_datagram {
+                        stats.counters.truncated += 1;
+                    } else {
+                        tx.queue.stage_borrowed(
+                            start,
+                            data.len(),
+                            segment,
+                            chunks,
+                            &destination,
+                            group,
+                            rx_time_ns,
+                        );
+                    }
+                    continue;
+                }
             }
             // Fast path: an echo-like handler answers a whole coalesced train with one write, and the
             // replies leave as one GSO train shaped like the request train.
@@ -344,7 +376,7 @@ impl Worker {
                     continue;
                 }
                 if !tx.queue.has_room() {
-                    tx.flush(socket, stats);
+                    tx.flush(socket, &rx.buffer, stats);
                     if !tx.queue.has_room() {
                         stats.counters.tx_backpressure += 1;
                         continue;
@@ -363,7 +395,8 @@ impl Worker {
     fn shut_down(mut self) {
         let deadline = Instant::now() + SHUTDOWN_DRAIN;
         while Instant::now() < deadline && self.receive_some(1) {}
-        self.tx.flush(&self.socket, &mut self.stats.current);
+        self.tx
+            .flush(&self.socket, &self.rx.buffer, &mut self.stats.current);
         let unsent = self.tx.queue.discard_all();
         let proc_drops = sys::socket_drops_from_proc(self.socket.as_fd());
         let counters = &mut self.stats.current.counters;
@@ -380,11 +413,19 @@ impl Worker {
 
 impl Transmitter {
     /// Seals staged replies and sends until the queue is empty or the kernel pushes back.
-    fn flush(&mut self, socket: &UdpSocket, stats: &mut WorkerStats) {
+    /// `received` is the receive buffer, which echoed replies may borrow.
+    fn flush(&mut self, socket: &UdpSocket, received: &[u8], stats: &mut WorkerStats) {
         self.queue.seal();
         while !self.queue.unsent().is_empty() {
             let (arena, ranges, messages) = self.queue.send_view();
-            match sys::send_batch(socket.as_fd(), &mut self.scratch, arena, ranges, messages) {
+            let buffers = [arena, received];
+            match sys::send_batch(
+                socket.as_fd(),
+                &mut self.scratch,
+                &buffers,
+                ranges,
+                messages,
+            ) {
                 Ok(0) => break,
                 Ok(sent) => {
                     let done = if self.timestamps {

@@ -440,6 +440,7 @@ fn build_one(
     let offset = index * payload;
     write_request(&mut out.arena[offset..offset + payload], seq, time, filler);
     out.ranges[index] = IoRange {
+        buffer: 0,
         offset: offset as u32,
         len: payload as u32,
     };
@@ -579,7 +580,7 @@ fn flush(out: &mut Outbox, flows: &mut [Flow], tally: &mut Tally, warned: &mut W
         let result = send_batch(
             flows[flow].socket.as_fd(),
             &mut out.scratch,
-            &out.arena,
+            &[&out.arena],
             &out.ranges,
             &out.messages[out.pos..end],
         );

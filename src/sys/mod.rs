@@ -185,9 +185,12 @@ pub fn recv_batch(
     Ok(received)
 }
 
-/// A byte range of the send arena that becomes one iovec (one datagram, or one GSO segment).
+/// A byte range of one of the buffers handed to [`send_batch`] that becomes one iovec (a datagram, or
+/// one or more GSO segments).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct IoRange {
+    /// Index of the buffer in `send_batch`'s `buffers`.
+    pub buffer: u32,
     pub offset: u32,
     pub len: u32,
 }
@@ -232,15 +235,15 @@ impl SendScratch {
 }
 
 /// Sends `messages` (as many as fit in the scratch) with one `sendmmsg` call; payloads are the `ranges`
-/// of `arena` that each message's iovec run names.
+/// (of `buffers`) that each message's iovec run names.
 ///
 /// Returns how many messages the kernel took (possibly fewer than given: the caller resends the rest), or
 /// the error of the first message. Messages whose iovec run lies outside `ranges`, or whose ranges lie
-/// outside `arena`, are refused with `InvalidInput` before anything is sent.
+/// outside their buffer, are refused with `InvalidInput` before anything is sent.
 pub fn send_batch(
     fd: BorrowedFd<'_>,
     scratch: &mut SendScratch,
-    arena: &[u8],
+    buffers: &[&[u8]],
     ranges: &[IoRange],
     messages: &[OutMessage],
 ) -> io::Result<usize> {
@@ -261,10 +264,13 @@ pub fn send_batch(
         let first_iov = iov_used;
         for range in &ranges[start..end] {
             let (offset, len) = (range.offset as usize, range.len as usize);
-            let Some(bytes) = arena.get(offset..offset + len) else {
+            let Some(bytes) = buffers
+                .get(range.buffer as usize)
+                .and_then(|buffer| buffer.get(offset..offset + len))
+            else {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidInput,
-                    "iovec range outside the send arena",
+                    "iovec range outside its send buffer",
                 ));
             };
             scratch.iovecs[iov_used] = libc::iovec {
@@ -304,9 +310,9 @@ pub fn send_batch(
     }
     // SAFETY: `headers[..count]` were all initialised in the loop above. Each points at: its own name buffer
     // holding `msg_namelen` valid bytes (or null with length 0); `msg_iovlen` iovecs inside `scratch.iovecs`,
-    // each covering a range that was bounds-checked against `arena`; and its own aligned control buffer
-    // holding `msg_controllen` encoded bytes (or null with 0). `arena` is borrowed for the whole call and the
-    // kernel only reads payloads; `scratch` is exclusively borrowed, so nothing moves or frees these buffers
+    // each covering a range that was bounds-checked against its buffer; and its own aligned control buffer
+    // holding `msg_controllen` encoded bytes (or null with 0). `buffers` are borrowed for the whole call and
+    // the kernel only reads payloads; `scratch` is exclusively borrowed, so nothing moves or frees these buffers
     // while the kernel uses them. The kernel writes only `msg_len` of each header.
     let sent = syscall!(unsafe {
         libc::sendmmsg(
