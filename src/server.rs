@@ -59,7 +59,9 @@ impl Server {
             address = socket.local;
             sockets.push(socket);
         }
-        warnings.dedup();
+        // Every worker's socket reports the same soft problems: say each once.
+        let mut seen = std::collections::HashSet::new();
+        warnings.retain(|warning| seen.insert(warning.clone()));
         let (reporter, links) = stats::channel(config.workers, config.interval, started);
         let stop = Arc::new(AtomicBool::new(false));
         let mut wakers = Vec::with_capacity(config.workers);

@@ -660,7 +660,66 @@ fn gso_train_round_trip(extra: &[&str]) {
             summary.stdout
         );
     }
+    if extra.contains(&"--no-gso") {
+        assert_eq!(
+            summary.total("gso_trains"),
+            0,
+            "--no-gso must send every reply on its own:\n{}",
+            summary.stdout
+        );
+    }
     summary.assert_accounting_holds();
+}
+
+#[test]
+fn gso_train_is_answered_per_datagram_without_gso_replies() {
+    gso_train_round_trip(&["--no-gso"]);
+}
+
+#[test]
+fn gso_train_is_answered_per_datagram_without_any_offload() {
+    gso_train_round_trip(&["--no-gso", "--no-gro"]);
+}
+
+/// The non-echo handlers answer each datagram of a coalesced train too: `upper` through its train fast
+/// path, `ack` one reply per datagram.
+#[test]
+fn gso_train_is_answered_by_upper_and_ack_per_datagram() {
+    for (handler, extra) in [
+        ("upper", &[][..]),
+        ("upper", &["--no-gro"][..]),
+        ("ack:xy", &[][..]),
+    ] {
+        let mut args = vec!["--handler", handler];
+        args.extend_from_slice(extra);
+        let daemon = Daemon::start_v4(1, &args);
+        let client = client_for(daemon.addr);
+        if !set_gso(&client, 100) {
+            return;
+        }
+        let datagrams: Vec<Vec<u8>> = (0..8u8)
+            .map(|i| {
+                format!("segment {i} of a train, lower case ")
+                    .repeat(4)
+                    .into_bytes()[..100]
+                    .to_vec()
+            })
+            .chain(std::iter::once(b"short tail".to_vec()))
+            .collect();
+        send_train(&client, 100, &datagrams, daemon.addr);
+        let expected: Vec<Vec<u8>> = datagrams
+            .iter()
+            .map(|d| match handler {
+                "upper" => d.to_ascii_uppercase(),
+                _ => b"xy".to_vec(),
+            })
+            .collect();
+        expect_replies(&client, daemon.addr, &expected);
+        let summary = daemon.stop();
+        assert_eq!(summary.total("rx"), 9, "{handler} {extra:?}");
+        assert_eq!(summary.total("tx"), 9, "{handler} {extra:?}");
+        summary.assert_accounting_holds();
+    }
 }
 
 #[test]

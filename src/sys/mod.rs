@@ -1,6 +1,7 @@
 //! The one room where udpd makes raw system calls: `recvmmsg`/`sendmmsg` batches and integer socket options,
 //! each behind a safe wrapper. Byte layouts (addresses, control messages) are decoded in safe code in `wire`.
 #![allow(unsafe_code)]
+#![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod wire;
 
@@ -159,11 +160,13 @@ pub fn recv_batch(
         }
         scratch.prepared_for = wanted;
     }
-    // SAFETY: `headers[..count]` are initialised (now, or by an earlier call for this very buffer address,
-    // slot size and count: the scratch's own vectors never move, being allocated once); each points at its own name buffer (128 bytes, as
-    // `msg_namelen` says), its own iovec (one slot of `buffer`, `slot_size` bytes) and its own aligned control
-    // buffer (`RECV_CMSG_SPACE` bytes, as `msg_controllen` says). All of them are owned by `scratch` or
-    // `buffer`, which are exclusively borrowed for the duration of the call. A null timeout means none.
+    // Argument by argument (recvmmsg(2)): `headers[..count]` are initialised, now or by an earlier call
+    // for this very buffer address, slot size and count (the scratch's vectors never move: they are
+    // allocated once). Each header points at its own name buffer (128 bytes, as `msg_namelen` says), its
+    // own iovec (one slot of `buffer`, `slot_size` bytes) and its own aligned control buffer
+    // (`RECV_CMSG_SPACE` bytes, as `msg_controllen` says); `vlen` is `count`; a null timeout means none.
+    // SAFETY: every pointer above is owned by `scratch` or `buffer`, both exclusively borrowed for the
+    // whole call, so they stay valid and unaliased while the kernel writes through them.
     let received = syscall!(unsafe {
         libc::recvmmsg(
             fd.as_raw_fd(),
@@ -308,12 +311,12 @@ pub fn send_batch(
     if count == 0 {
         return Ok(0);
     }
-    // SAFETY: `headers[..count]` were all initialised in the loop above. Each points at: its own name buffer
-    // holding `msg_namelen` valid bytes (or null with length 0); `msg_iovlen` iovecs inside `scratch.iovecs`,
-    // each covering a range that was bounds-checked against its buffer; and its own aligned control buffer
-    // holding `msg_controllen` encoded bytes (or null with 0). `buffers` are borrowed for the whole call and
-    // the kernel only reads payloads; `scratch` is exclusively borrowed, so nothing moves or frees these buffers
-    // while the kernel uses them. The kernel writes only `msg_len` of each header.
+    // Argument by argument (sendmmsg(2)): `headers[..count]` were all initialised in the loop above. Each
+    // points at its own name buffer holding `msg_namelen` valid bytes (or null with length 0), at
+    // `msg_iovlen` iovecs inside `scratch.iovecs`, each covering a range bounds-checked against its
+    // buffer, and at its own aligned control buffer holding `msg_controllen` encoded bytes (or null with 0).
+    // SAFETY: `buffers` are borrowed for the whole call and only read by the kernel; `scratch` is borrowed
+    // exclusively, so nothing moves or frees what the headers point at; the kernel writes only `msg_len`.
     let sent = syscall!(unsafe {
         libc::sendmmsg(
             fd.as_raw_fd(),
