@@ -256,7 +256,7 @@ impl ReplyQueue {
     /// GRO-coalesced request train become a reply train without comparing addresses per datagram.
     #[inline]
     pub fn stage(&mut self, len: usize, destination: &Destination, group: u64, rx_time_ns: u64) {
-        let len = len.min(self.arena.len() - self.arena_used) as u32;
+        let len = len.min(REPLY_MAX).min(self.arena.len() - self.arena_used) as u32;
         let offset = self.arena_used as u32;
         self.arena_used += len as usize;
         if let Some(run) = self.staged.last_mut() {
