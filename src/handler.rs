@@ -76,9 +76,7 @@ impl Handler for Upper {
     #[inline]
     fn handle(&mut self, request: &[u8], _peer: SocketAddr, reply: &mut [u8]) -> Option<usize> {
         let len = request.len().min(reply.len());
-        for (out, byte) in reply[..len].iter_mut().zip(request) {
-            *out = byte.to_ascii_uppercase();
-        }
+        upper_into(&request[..len], &mut reply[..len]);
         Some(len)
     }
 
@@ -91,13 +89,18 @@ impl Handler for Upper {
     ) -> bool {
         match replies.get_mut(..requests.len()) {
             Some(out) => {
-                for (out, byte) in out.iter_mut().zip(requests) {
-                    *out = byte.to_ascii_uppercase();
-                }
+                upper_into(requests, out);
                 true
             }
             None => false,
         }
+    }
+}
+
+/// Writes `source` with ASCII letters upper-cased into `target` (the same length).
+fn upper_into(source: &[u8], target: &mut [u8]) {
+    for (out, byte) in target.iter_mut().zip(source) {
+        *out = byte.to_ascii_uppercase();
     }
 }
 

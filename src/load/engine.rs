@@ -326,8 +326,10 @@ pub fn run(
                                 .segment_size
                                 .map_or(data.len(), usize::from)
                                 .max(1);
-                            if data.len() <= segment {
-                                let verdict = checker.classify(&mut flow.book, data, at);
+                            // An empty datagram is one reply too; `chunks` would yield nothing for it.
+                            let empty = data.is_empty().then_some(data);
+                            for datagram in data.chunks(segment).chain(empty) {
+                                let verdict = checker.classify(&mut flow.book, datagram, at);
                                 count_verdict(
                                     verdict,
                                     measuring,
@@ -335,17 +337,6 @@ pub fn run(
                                     &mut hist,
                                     &mut interval,
                                 );
-                            } else {
-                                for datagram in data.chunks(segment) {
-                                    let verdict = checker.classify(&mut flow.book, datagram, at);
-                                    count_verdict(
-                                        verdict,
-                                        measuring,
-                                        &mut tally,
-                                        &mut hist,
-                                        &mut interval,
-                                    );
-                                }
                             }
                         }
                         if count < inbox.infos.len() {

@@ -395,16 +395,15 @@ fn check_counter_keys(counters: &BTreeMap<String, u64>, line: &str) {
 
 /// `key=N` terms of a line; other tokens (`=`, `+`, `(holds)`) are skipped.
 pub fn parse_u64_terms(text: &str) -> BTreeMap<String, u64> {
-    text.split_whitespace()
-        .filter_map(|token| {
-            let (key, value) = token.split_once('=')?;
-            Some((key.to_string(), value.parse().ok()?))
-        })
-        .collect()
+    parse_terms(text)
 }
 
 /// `key=N` or `key=N.N` terms of a line.
 pub fn parse_f64_terms(text: &str) -> BTreeMap<String, f64> {
+    parse_terms(text)
+}
+
+fn parse_terms<T: std::str::FromStr>(text: &str) -> BTreeMap<String, T> {
     text.split_whitespace()
         .filter_map(|token| {
             let (key, value) = token.split_once('=')?;
