@@ -5,8 +5,8 @@ use std::hint::black_box;
 use std::net::SocketAddr;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use udpd::batch::{Destination, ReplyQueue};
 use udpd::handler::{Echo, Handler};
+use udpd::serve::queue::{Destination, ReplyQueue};
 use udpd::stats::WorkerStats;
 use udpd::sys::PeerAddr;
 

@@ -7,7 +7,7 @@ use std::str::FromStr;
 /// Turns one request into at most one reply, without allocating.
 ///
 /// The worker calls `handle` once per datagram (once per GRO segment) with the request bytes, the sender,
-/// and a reply buffer of at least [`crate::config::MAX_UDP_PAYLOAD`] bytes. The handler writes its reply
+/// and a reply buffer of at least [`crate::sys::limits::MAX_UDP_PAYLOAD`] bytes. The handler writes its reply
 /// at the start of `reply` and returns its length (`Some(0)` sends an empty datagram), or `None` to send
 /// nothing (counted as `no_reply`). A returned length larger than `reply` is a bug and is clamped.
 pub trait Handler: Send {
@@ -170,7 +170,7 @@ impl FromStr for HandlerSpec {
             "discard" => Ok(HandlerSpec::Discard),
             "ack" => Ok(HandlerSpec::Ack(DEFAULT_ACK.to_vec())),
             _ => match text.strip_prefix("ack:") {
-                Some(reply) if reply.len() <= crate::config::MAX_UDP_PAYLOAD => {
+                Some(reply) if reply.len() <= crate::sys::limits::MAX_UDP_PAYLOAD => {
                     Ok(HandlerSpec::Ack(reply.as_bytes().to_vec()))
                 }
                 _ => Err(format!(

@@ -1,26 +1,26 @@
 //! udpd: a per-core, batched, offload-aware UDP server daemon (library half; `main.rs` is a thin CLI).
+//!
+//! The folders are the architecture (see `docs/ARCHITECTURE.md`): `sys` is the one room with `unsafe`,
+//! `serve` the server and its datapath, `stats` counting and reporting, `config` flags and files,
+//! `load` the load generator, `tools` the client, chat and doctor. A library user needs only the
+//! re-exports below: a [`Handler`], a [`ServeConfig`] and a [`Server`].
 #![deny(unsafe_code)]
 
 #[cfg(not(target_os = "linux"))]
 compile_error!("udpd is Linux-only: it relies on recvmmsg/sendmmsg, SO_REUSEPORT, UDP GSO and GRO");
 
-pub mod batch;
 pub mod cli;
-pub mod cli_error;
-pub mod error;
-pub mod export;
-pub mod metrics;
-pub mod sys;
-
-pub use error::{Error, Result};
-pub mod chat;
-pub mod client;
 pub mod config;
-pub mod config_file;
-pub mod doctor;
+pub mod error;
 pub mod handler;
 pub mod load;
-pub mod server;
-pub mod socket;
+pub mod serve;
 pub mod stats;
-pub mod worker;
+pub mod sys;
+pub mod tools;
+
+pub use config::ServeConfig;
+pub use error::{Error, Result};
+pub use handler::{Handler, HandlerSpec};
+pub use serve::{Server, ShutdownHandle};
+pub use stats::{Counters, Summary};

@@ -6,15 +6,15 @@ use udpd::cli::{Cli, Command};
 fn main() {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(error) => std::process::exit(udpd::cli_error::report(error)),
+        Err(error) => std::process::exit(udpd::cli::report(error)),
     };
     let result = match cli.command {
-        Command::Serve(args) if args.print_config => udpd::config_file::print_config(&args),
-        Command::Serve(args) => udpd::server::run_from_args(args),
+        Command::Serve(args) if args.print_config => udpd::config::file::print_config(&args),
+        Command::Serve(args) => udpd::serve::run_from_args(args),
         Command::Load(args) => udpd::load::run(args),
-        Command::Client(args) => udpd::client::run(args),
-        Command::Chat(args) => udpd::chat::run(args),
-        Command::Doctor(args) => udpd::doctor::run(args),
+        Command::Client(args) => udpd::tools::client::run(args),
+        Command::Chat(args) => udpd::tools::chat::run(args),
+        Command::Doctor(args) => udpd::tools::doctor::run(args),
     };
     if let Err(error) = result {
         eprintln!("udpd: error: {error}");

@@ -12,24 +12,16 @@ use super::check::{Checker, SeqBook, Verdict};
 use super::payload::{write_request, Filler};
 use super::schedule::Schedule;
 use super::{Pattern, Plan};
+use crate::sys::limits::{GRO_SLOT, GSO_MAX_BYTES, GSO_MAX_SEGMENTS};
 use crate::sys::{
     recv_batch, send_batch, IoRange, OutMessage, RecvInfo, RecvScratch, SendControl, SendScratch,
 };
 
-/// Most segments the kernel accepts in one `UDP_SEGMENT` train (`UDP_MAX_SEGMENTS`).
-const MAX_GSO_SEGMENTS: usize = 64;
-/// Most bytes we put in one GSO train (it must fit one IP datagram with headers).
-const MAX_GSO_BYTES: usize = 65_000;
-/// A receive slot big enough for any GRO train (at most 64 KiB of UDP payload).
-const GRO_SLOT: usize = 65_536;
 /// `recvmmsg` calls per flow per loop turn, so one busy flow cannot starve the others or the sender.
 const RECV_ROUNDS: usize = 4;
 const SECOND_NS: u64 = 1_000_000_000;
 
-/// A fresh latency histogram: nanoseconds from 1 ns to 60 s at 3 significant digits, never resized.
-pub fn new_histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 60 * SECOND_NS, 3).expect("valid histogram bounds")
-}
+pub use crate::stats::latency_histogram as new_histogram;
 
 /// Counts kept by each thread and summed at the end.
 #[derive(Clone, Copy, Debug, Default)]
@@ -186,7 +178,7 @@ pub fn run(
     let batch = plan.batch;
     let payload = plan.payload;
     let segments = if plan.gso {
-        (MAX_GSO_BYTES / payload.max(1)).clamp(1, MAX_GSO_SEGMENTS)
+        (GSO_MAX_BYTES / payload.max(1)).clamp(1, GSO_MAX_SEGMENTS)
     } else {
         1
     };

@@ -147,11 +147,11 @@ impl Plan {
                 "--rate must be 0 (as fast as possible) or a positive number of datagrams per second; got {rate}"
             )));
         }
-        if args.payload > payload::MAX_PAYLOAD {
+        if args.payload > crate::sys::limits::MAX_UDP_PAYLOAD {
             return Err(crate::Error::usage(format!(
                 "--payload {} is too large: a UDP datagram carries at most {} bytes",
                 args.payload,
-                payload::MAX_PAYLOAD
+                crate::sys::limits::MAX_UDP_PAYLOAD
             )));
         }
         if args.flows == 0 || args.flows > 65_536 {
@@ -166,10 +166,10 @@ impl Plan {
                 args.flows, args.threads
             )));
         }
-        if args.batch == 0 || args.batch > crate::sys::MAX_BATCH {
+        if args.batch == 0 || args.batch > crate::sys::limits::MAX_BATCH {
             return Err(crate::Error::usage(format!(
                 "--batch must be between 1 and {}; got {}",
-                crate::sys::MAX_BATCH,
+                crate::sys::limits::MAX_BATCH,
                 args.batch
             )));
         }

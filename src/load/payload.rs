@@ -5,10 +5,10 @@
 //! byte for byte without keeping the request. Shorter requests are a prefix of the table itself (the same
 //! bytes for every datagram), so only their content and their count can be checked.
 
+use crate::sys::limits::MAX_UDP_PAYLOAD;
+
 /// Bytes of sequence number and send time at the front of every request of at least this size.
 pub const HEADER_LEN: usize = 16;
-/// The largest UDP payload over IPv4, and the largest `--payload`.
-pub const MAX_PAYLOAD: usize = 65_507;
 /// The filler of `seq` starts at `seq % FILLER_PERIOD` in the table (a prime, so it cycles slowly over seqs).
 const FILLER_PERIOD: u64 = 251;
 
@@ -27,7 +27,7 @@ impl Default for Filler {
 
 impl Filler {
     pub fn new() -> Filler {
-        let len = FILLER_PERIOD as usize + MAX_PAYLOAD;
+        let len = FILLER_PERIOD as usize + MAX_UDP_PAYLOAD;
         let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
         let table: Vec<u8> = (0..len)
             .map(|_| {
@@ -129,8 +129,8 @@ mod tests {
         );
         // The largest payload fits for every seq.
         assert_eq!(
-            filler.of(250, MAX_PAYLOAD - HEADER_LEN).len(),
-            MAX_PAYLOAD - HEADER_LEN
+            filler.of(250, MAX_UDP_PAYLOAD - HEADER_LEN).len(),
+            MAX_UDP_PAYLOAD - HEADER_LEN
         );
     }
 

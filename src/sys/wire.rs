@@ -104,16 +104,11 @@ impl PeerAddr {
         &self.bytes[..self.len as usize]
     }
 
-    /// A cheap hash for grouping replies by destination.
+    /// Whether no address is held (the kernel gave none, or the message goes out on a connected socket).
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
 }
-
-/// Control-message space for one received datagram: timestamp, packet info (v4 or v6), GRO size, drop counter.
-pub const RECV_CMSG_SPACE: usize = 256;
-/// Control-message space for one sent message: packet info (v6 is the larger) plus a GSO segment size.
-pub const SEND_CMSG_SPACE: usize = 64;
 
 /// An aligned control-message buffer of `N` bytes.
 #[repr(C, align(8))]
@@ -137,6 +132,28 @@ const fn cmsg_align(len: usize) -> usize {
 pub const fn cmsg_space(data_len: usize) -> usize {
     CMSG_HEADER + cmsg_align(data_len)
 }
+
+/// Payload sizes of the control messages udpd asks for or sends (`linux/in.h`, `linux/in6.h`, `linux/udp.h`).
+const TIMESPEC_LEN: usize = 16;
+const IN_PKTINFO_LEN: usize = 12;
+const IN6_PKTINFO_LEN: usize = 20;
+const GRO_SIZE_LEN: usize = 4;
+const RXQ_OVFL_LEN: usize = 4;
+const GSO_SIZE_LEN: usize = 2;
+
+/// Control-message space for one received datagram: everything a socket may have been asked to attach at
+/// once (timestamp, both packet infos on a dual-stack socket, GRO segment size, drop counter).
+pub const RECV_CMSG_SPACE: usize = cmsg_space(TIMESPEC_LEN)
+    + cmsg_space(IN_PKTINFO_LEN)
+    + cmsg_space(IN6_PKTINFO_LEN)
+    + cmsg_space(GRO_SIZE_LEN)
+    + cmsg_space(RXQ_OVFL_LEN);
+
+/// Control-message space for one sent message: the larger packet info (IPv6) plus a GSO segment size.
+/// [`encode_send_control`] never writes more, so it cannot overflow.
+pub const SEND_CMSG_SPACE: usize = cmsg_space(IN6_PKTINFO_LEN) + cmsg_space(GSO_SIZE_LEN);
+
+const _: () = assert!(cmsg_space(IN_PKTINFO_LEN) <= cmsg_space(IN6_PKTINFO_LEN));
 
 /// What the control messages of one received datagram said; every field is optional because the
 /// kernel attaches each only when it applies (no GRO size for a lone datagram, no drop counter before the first drop).
@@ -229,6 +246,7 @@ pub struct SendControl {
     pub segment_size: u16,
 }
 
+/// Writes one control message at `offset`; returns the offset after it, or `None` if it would not fit.
 fn put_cmsg(buf: &mut [u8], offset: usize, level: i32, kind: i32, data: &[u8]) -> Option<usize> {
     let space = cmsg_space(data.len());
     let end = offset.checked_add(space)?;
@@ -244,34 +262,34 @@ fn put_cmsg(buf: &mut [u8], offset: usize, level: i32, kind: i32, data: &[u8]) -
     Some(end)
 }
 
-/// Encodes `control` into `buf` and returns the number of bytes used (`msg_controllen`), or `None` if it
-/// would not fit (it always fits in [`SEND_CMSG_SPACE`]).
-pub fn encode_send_control(control: &SendControl, buf: &mut [u8]) -> Option<usize> {
+/// Encodes `control` into `buf` and returns the number of bytes used (`msg_controllen`).
+///
+/// Infallible by construction: the buffer is [`SEND_CMSG_SPACE`] bytes, the compile-time sum of the
+/// largest packet info and a segment size, which is all that is ever written.
+pub fn encode_send_control(control: &SendControl, buf: &mut CmsgBuf<SEND_CMSG_SPACE>) -> usize {
+    let buf = &mut buf.0[..];
     let mut used = 0;
+    // Each `put_cmsg` below fits: together they take at most SEND_CMSG_SPACE bytes, which is `buf.len()`.
     match control.source_ip {
         Some(IpAddr::V4(ip)) => {
-            let mut info = [0u8; 12];
+            let mut info = [0u8; IN_PKTINFO_LEN];
             info[4..8].copy_from_slice(&ip.octets()); // ipi_spec_dst: the source to use
-            used = put_cmsg(buf, used, libc::IPPROTO_IP, libc::IP_PKTINFO, &info)?;
+            used = put_cmsg(buf, used, libc::IPPROTO_IP, libc::IP_PKTINFO, &info).unwrap_or(used);
         }
         Some(IpAddr::V6(ip)) => {
-            let mut info = [0u8; 20];
+            let mut info = [0u8; IN6_PKTINFO_LEN];
             info[0..16].copy_from_slice(&ip.octets());
             info[16..20].copy_from_slice(&control.ifindex.to_ne_bytes());
-            used = put_cmsg(buf, used, libc::IPPROTO_IPV6, libc::IPV6_PKTINFO, &info)?;
+            used =
+                put_cmsg(buf, used, libc::IPPROTO_IPV6, libc::IPV6_PKTINFO, &info).unwrap_or(used);
         }
         None => {}
     }
     if control.segment_size > 0 {
-        used = put_cmsg(
-            buf,
-            used,
-            libc::SOL_UDP,
-            libc::UDP_SEGMENT,
-            &control.segment_size.to_ne_bytes(),
-        )?;
+        let size: [u8; GSO_SIZE_LEN] = control.segment_size.to_ne_bytes();
+        used = put_cmsg(buf, used, libc::SOL_UDP, libc::UDP_SEGMENT, &size).unwrap_or(used);
     }
-    Some(used)
+    used
 }
 
 #[cfg(test)]
@@ -358,19 +376,22 @@ mod tests {
 
     #[test]
     fn encodes_within_send_space_and_round_trips_pktinfo() {
-        let mut buf = [0u8; SEND_CMSG_SPACE];
+        let mut buf = CmsgBuf::<SEND_CMSG_SPACE>::default();
         let control = SendControl {
             source_ip: Some("::1".parse().unwrap()),
             ifindex: 1,
             segment_size: 1400,
         };
-        let used = encode_send_control(&control, &mut buf).unwrap();
-        assert_eq!(used, cmsg_space(20) + cmsg_space(2));
-        let decoded = decode_recv_control(&buf, used);
+        let used = encode_send_control(&control, &mut buf);
+        assert_eq!(
+            used, SEND_CMSG_SPACE,
+            "the largest message fills the space exactly"
+        );
+        let decoded = decode_recv_control(&buf.0, used);
         assert_eq!(decoded.local_ip, control.source_ip);
         assert_eq!(decoded.ifindex, 1);
-        let none = encode_send_control(&SendControl::default(), &mut buf).unwrap();
+        let none = encode_send_control(&SendControl::default(), &mut buf);
         assert_eq!(none, 0);
-        assert!(encode_send_control(&control, &mut [0u8; 8]).is_none());
+        assert!(put_cmsg(&mut [0u8; 8], 0, 1, 2, &[0u8; 4]).is_none());
     }
 }

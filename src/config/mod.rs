@@ -1,5 +1,7 @@
 //! `udpd serve` settings: the raw flags (`ServeArgs`) and the validated, typed configuration (`ServeConfig`).
 
+pub mod file;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -8,11 +10,8 @@ use clap::Args;
 use crate::error::{Error, Result};
 use crate::handler::HandlerSpec;
 
-/// Largest UDP payload over IPv4 (65,535 minus the IP and UDP headers).
-pub const MAX_UDP_PAYLOAD: usize = 65_507;
-
 /// Default `--max-datagram`: above any UDP payload (IPv6 allows up to 65,527), so nothing is cut by default.
-pub const MAX_DATAGRAM_DEFAULT: usize = 65_535;
+pub const MAX_DATAGRAM_DEFAULT: usize = crate::sys::limits::MAX_DATAGRAM;
 
 /// Raw `udpd serve` flags, as typed. Every value is optional so that a configuration file can sit under them.
 #[derive(Debug, Clone, Default, Args)]
@@ -143,7 +142,7 @@ impl ServeArgs {
     /// Validates the flags, laid over the `--config` file when there is one, into a configuration.
     pub fn resolve(&self) -> Result<ServeConfig> {
         match &self.config {
-            Some(path) => crate::config_file::merge(path, self)?.resolve_flags(),
+            Some(path) => crate::config::file::merge(path, self)?.resolve_flags(),
             None => self.resolve_flags(),
         }
     }
@@ -172,11 +171,11 @@ impl ServeArgs {
             None => cpus.as_ref().map_or(defaults.workers, |list| list.len()),
         };
         let batch = match self.batch {
-            Some(n) if (1..=crate::sys::MAX_BATCH).contains(&n) => n,
+            Some(n) if (1..=crate::sys::limits::MAX_BATCH).contains(&n) => n,
             Some(n) => {
                 return Err(Error::usage(format!(
                     "--batch {n} is out of range: use 1 to {}",
-                    crate::sys::MAX_BATCH
+                    crate::sys::limits::MAX_BATCH
                 )))
             }
             None => defaults.batch,

@@ -16,10 +16,11 @@ use mio::net::UdpSocket;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Registry, Token};
 
-use crate::batch::{Destination, ReplyQueue, GSO_MAX_BYTES, GSO_MAX_SEGMENTS};
 use crate::handler::Handler;
-use crate::socket::{self, SocketFeatures};
+use crate::serve::queue::{Destination, ReplyQueue};
+use crate::serve::socket::{self, SocketFeatures};
 use crate::stats::{StatsLink, WorkerStats};
+use crate::sys::limits::{GRO_SLOT, GSO_MAX_BYTES, GSO_MAX_SEGMENTS};
 use crate::sys::{self, RecvInfo, RecvScratch, SendScratch};
 
 pub const SOCKET: Token = Token(0);
@@ -112,7 +113,7 @@ pub fn run(parts: WorkerParts) {
     // With GRO one buffer may hold up to 64 KiB of coalesced datagrams; without it, one byte more than the
     // largest accepted datagram lets an over-size one be seen whole enough to be counted.
     let slot_size = if socket.features.gro {
-        (max_datagram + 1).max(65_536)
+        (max_datagram + 1).max(GRO_SLOT)
     } else {
         max_datagram + 1
     }
@@ -141,7 +142,7 @@ pub fn run(parts: WorkerParts) {
         tx: Transmitter {
             index,
             queue: ReplyQueue::new(QUEUE_BYTES, QUEUE_ENTRIES, socket.features.gso),
-            scratch: SendScratch::new(sys::MAX_BATCH, QUEUE_ENTRIES),
+            scratch: SendScratch::new(sys::limits::MAX_BATCH, QUEUE_ENTRIES),
             registry,
             timestamps: socket.features.timestamps,
             writable_registered: false,
@@ -398,7 +399,7 @@ impl Worker {
         self.tx
             .flush(&self.socket, &self.rx.buffer, &mut self.stats.current);
         let unsent = self.tx.queue.discard_all();
-        let proc_drops = sys::socket_drops_from_proc(self.socket.as_fd());
+        let proc_drops = socket::socket_drops_from_proc(self.socket.as_fd());
         let counters = &mut self.stats.current.counters;
         counters.unsent_at_exit += unsent.datagrams;
         if let Some(total) = proc_drops {

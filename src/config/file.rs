@@ -137,7 +137,7 @@ pub fn parse(text: &str, file: &str) -> Result<ServeArgs> {
                 args.cpus = Some(text);
             }
             "pin" => pin = Some(flag()?),
-            "batch" => args.batch = Some(int(1, crate::sys::MAX_BATCH as i64)?),
+            "batch" => args.batch = Some(int(1, crate::sys::limits::MAX_BATCH as i64)?),
             "max_datagram" => args.max_datagram = Some(int(1, 65_535)?),
             "handler" => {
                 let Value::String(text) = value else {

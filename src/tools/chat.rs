@@ -8,8 +8,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::Args;
 
-use crate::client::escape_payload;
 use crate::error::{Error, Result};
+use crate::tools::client::escape_payload;
 
 /// Flags of `udpd chat`.
 #[derive(Debug, Clone, Args)]

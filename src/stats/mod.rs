@@ -4,6 +4,9 @@
 //! boundary it swaps in a spare and sends the filled one to the reporter over a channel; the reporter merges,
 //! prints, clears and sends the buffer back for reuse, so steady state allocates nothing.
 
+pub mod export;
+pub mod metrics;
+
 use std::fmt::Write as _;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
@@ -73,7 +76,14 @@ impl Counters {
 }
 
 /// Highest latency the histograms track (60 s, in ns); larger values are clamped.
-const LATENCY_MAX_NS: u64 = 60_000_000_000;
+pub const LATENCY_MAX_NS: u64 = 60_000_000_000;
+
+/// A latency histogram in nanoseconds, 1 ns to [`LATENCY_MAX_NS`] at 3 significant digits, allocated once
+/// and never resized (record with clamping or `saturating_record`). The daemon and the load generator
+/// both use it, so their percentiles are comparable.
+pub fn latency_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, LATENCY_MAX_NS, 3).expect("static bounds")
+}
 
 /// One worker's counts and histograms for one interval.
 #[derive(Clone, Debug)]
@@ -89,7 +99,7 @@ impl Default for WorkerStats {
     fn default() -> Self {
         WorkerStats {
             counters: Counters::default(),
-            latency_ns: Histogram::new_with_bounds(1, LATENCY_MAX_NS, 3).expect("static bounds"),
+            latency_ns: latency_histogram(),
             batch_sizes: Histogram::new_with_bounds(1, 1 << 20, 2).expect("static bounds"),
         }
     }

@@ -13,9 +13,9 @@ use crate::config::ReportFormat;
 use crate::config::{ServeArgs, ServeConfig};
 use crate::error::{Error, Result};
 use crate::handler::Handler;
-use crate::metrics::MetricsText;
+use crate::serve::worker::{self, WorkerParts, WAKER};
+use crate::stats::metrics::MetricsText;
 use crate::stats::{self, Interval, Reporter, Summary};
-use crate::worker::{self, WorkerParts, WAKER};
 
 /// A running server: its workers are serving; [`Server::wait`] reports until they stop.
 pub struct Server {
@@ -54,7 +54,7 @@ impl Server {
         let mut sockets = Vec::with_capacity(config.workers);
         let mut address = config.listen;
         for _ in 0..config.workers {
-            let socket = crate::socket::open(address, config, &mut warnings)?;
+            let socket = crate::serve::socket::open(address, config, &mut warnings)?;
             // With port 0 the first socket picks the port; the others join it.
             address = socket.local;
             sockets.push(socket);
@@ -160,7 +160,7 @@ pub fn run(config: &ServeConfig) -> Result<()> {
         .map_err(|e| Error::runtime(format!("cannot start the signal thread: {e}")))?;
     let metrics = MetricsText::default();
     if let Some(addr) = config.metrics {
-        let bound = crate::metrics::serve(addr, metrics.clone())?;
+        let bound = crate::stats::metrics::serve(addr, metrics.clone())?;
         eprintln!("udpd: metrics on http://{bound}/metrics");
     }
     let local = server.local_addr();
@@ -170,12 +170,15 @@ pub fn run(config: &ServeConfig) -> Result<()> {
     ));
     let summary = server.wait(|interval| {
         if config.metrics.is_some() {
-            metrics.publish(crate::export::prometheus(interval.totals, interval.stats));
+            metrics.publish(crate::stats::export::prometheus(
+                interval.totals,
+                interval.stats,
+            ));
         }
         if !config.quiet {
             print_line(&match config.format {
                 ReportFormat::Text => interval.text_line(),
-                ReportFormat::Json => crate::export::interval_json(interval),
+                ReportFormat::Json => crate::stats::export::interval_json(interval),
             });
         }
     });
@@ -198,7 +201,7 @@ pub fn run(config: &ServeConfig) -> Result<()> {
                 "gso": config.gso,
                 "gro": config.gro,
             });
-            print_line(&crate::export::summary_json(&summary, settings));
+            print_line(&crate::stats::export::summary_json(&summary, settings));
         }
     }
     Ok(())

@@ -13,6 +13,7 @@
 
 use std::net::IpAddr;
 
+pub use crate::sys::limits::{GSO_MAX_BYTES, GSO_MAX_SEGMENTS};
 use crate::sys::{IoRange, OutMessage, PeerAddr, SendControl};
 
 /// Index of the arena among the buffers handed to `send_batch`.
@@ -22,10 +23,6 @@ pub const RECEIVED: u32 = 1;
 
 /// The largest reply a handler may write (the reply buffer it is given is this long).
 pub const REPLY_MAX: usize = 65_535;
-/// Most segments the kernel accepts in one GSO message (`UDP_MAX_SEGMENTS` on older kernels).
-pub const GSO_MAX_SEGMENTS: usize = 64;
-/// Most payload bytes in one GSO message (an IP datagram is at most 64 KiB, headers included).
-pub const GSO_MAX_BYTES: usize = 65_000;
 /// How many of the most recent trains are searched for one to extend, bounding the work per reply.
 const TRAIN_LOOKBACK: usize = 8;
 
