@@ -1,6 +1,9 @@
 //! `udpd serve` settings: the raw flags (`ServeArgs`) and the validated, typed configuration (`ServeConfig`).
 
+pub mod address;
 pub mod file;
+
+pub use address::{parse_listen, resolve_target};
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -249,18 +252,6 @@ impl ServeArgs {
             metrics,
         })
     }
-}
-
-/// Parses `HOST:PORT`, `[V6]:PORT` or a bare port (meaning `0.0.0.0:PORT`).
-pub fn parse_listen(text: &str) -> Result<SocketAddr> {
-    if let Ok(port) = text.parse::<u16>() {
-        return Ok(SocketAddr::from(([0, 0, 0, 0], port)));
-    }
-    text.parse::<SocketAddr>().map_err(|_| {
-        Error::usage(format!(
-            "--listen {text:?} is not an address: use IP:PORT such as 0.0.0.0:9999 or [::1]:9999"
-        ))
-    })
 }
 
 /// Parses a CPU list such as `0,2-3` into ids, rejecting empty lists, reversed ranges and duplicates.

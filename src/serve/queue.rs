@@ -13,6 +13,7 @@
 
 use std::net::IpAddr;
 
+use crate::serve::segments::split_into_datagrams;
 pub use crate::sys::limits::{GSO_MAX_BYTES, GSO_MAX_SEGMENTS};
 use crate::sys::{IoRange, OutMessage, PeerAddr, SendControl};
 
@@ -407,39 +408,12 @@ impl ReplyQueue {
         let mut times = Vec::new();
         let mut messages = Vec::new();
         for message in &self.messages[self.head..] {
-            let start = message.iov_start as usize;
-            let segment = u32::from(message.control.segment_size);
-            for iov in start..start + message.iov_count as usize {
-                let range = self.ranges[iov];
-                let mut offset = range.offset;
-                let end = range.offset + range.len;
-                loop {
-                    let len = if segment == 0 {
-                        range.len
-                    } else {
-                        (end - offset).min(segment)
-                    };
-                    messages.push(OutMessage {
-                        iov_start: (first_iov + ranges.len()) as u32,
-                        iov_count: 1,
-                        control: SendControl {
-                            segment_size: 0,
-                            ..message.control
-                        },
-                        ..*message
-                    });
-                    ranges.push(IoRange {
-                        buffer: range.buffer,
-                        offset,
-                        len,
-                    });
-                    times.push(self.range_rx_time_ns[iov]);
-                    offset += len;
-                    if offset >= end {
-                        break;
-                    }
-                }
-            }
+            split_into_datagrams(message, &self.ranges, |mut single, range, iov| {
+                single.iov_start = (first_iov + ranges.len()) as u32;
+                messages.push(single);
+                ranges.push(range);
+                times.push(self.range_rx_time_ns[iov]);
+            });
         }
         self.messages.truncate(self.head);
         self.messages.extend_from_slice(&messages);
