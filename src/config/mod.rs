@@ -2,6 +2,7 @@
 
 pub mod address;
 pub mod file;
+pub mod guard;
 
 pub use address::{parse_listen, resolve_target};
 
@@ -102,6 +103,13 @@ pub struct ServeConfig {
     pub format: ReportFormat,
     /// Where to serve Prometheus metrics, if anywhere.
     pub metrics: Option<SocketAddr>,
+    /// What the guard stage refuses before the handler sees a datagram.
+    pub guard: guard::GuardConfig,
+    /// Switch every thread to this user (and group) after binding.
+    pub user: Option<String>,
+    pub group: Option<String>,
+    /// Join a port that other sockets already serve (otherwise refused at start).
+    pub share_port: bool,
 }
 
 impl Default for ServeConfig {
@@ -122,6 +130,10 @@ impl Default for ServeConfig {
             latency: true,
             format: ReportFormat::Text,
             metrics: None,
+            guard: guard::GuardConfig::default(),
+            user: None,
+            group: None,
+            share_port: false,
         }
     }
 }
@@ -250,6 +262,10 @@ impl ServeArgs {
             latency: !self.no_latency,
             format,
             metrics,
+            guard: defaults.guard,
+            user: defaults.user,
+            group: defaults.group,
+            share_port: defaults.share_port,
         })
     }
 }
