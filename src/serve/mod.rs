@@ -1,13 +1,19 @@
 //! `udpd serve`: the server that starts per-core workers, and everything on a worker's datapath.
 //!
-//! `server` starts and waits, `worker` is one event loop, `socket` opens and probes a worker's socket,
-//! `queue` holds replies until the kernel takes them and groups them into GSO trains, `segments`
-//! knows how datagrams sit in GRO buffers and GSO trains.
+//! - `server` starts the workers, handles signals and waits; `socket` opens and probes a worker's socket.
+//! - `worker` is one event loop; `receive` is its receive buffer, `respond` turns a received batch into
+//!   replies, `transmit` hands them to the kernel.
+//! - `segments` knows how datagrams sit in GRO buffers and GSO trains, `train` groups replies into GSO
+//!   trains (pure code), `queue` holds them until the kernel takes them.
 
 pub mod queue;
+pub mod receive;
+pub mod respond;
 pub mod segments;
 pub mod server;
 pub mod socket;
+pub mod train;
+pub mod transmit;
 pub mod worker;
 
 pub use server::{run, run_from_args, Server, ShutdownHandle};

@@ -1,77 +1,23 @@
-//! Reply bookkeeping between the handler and `sendmmsg`: a bounded queue of replies, grouped into GSO trains.
+//! The in-flight reply queue between the handler and `sendmmsg`: replies written into one arena (or
+//! borrowed from the receive buffer), sealed into GSO trains (see [`super::train`]), and held in order until
+//! the kernel takes them.
 //!
-//! Replies are written into one arena, staged with their destination, then *sealed*: consecutive replies to
-//! the same destination with the same size (the last may be shorter) become one message carrying
-//! `UDP_SEGMENT`, and the messages wait in order until the kernel takes them. The queue is linear: it
-//! empties completely before it is reused, so nothing wraps and nothing is allocated after construction.
-//! When it is full (the kernel has not taken earlier replies), new replies are refused and the caller
-//! counts them as `tx_backpressure`.
+//! The queue is linear: it empties completely before it is reused, so nothing wraps and nothing is
+//! allocated after construction. When it is full (the kernel has not taken earlier replies), new replies
+//! are refused and the caller counts them as `tx_backpressure`.
 //!
 //! A reply identical to its request (echo) need not be copied at all: it may *borrow* the request's bytes
 //! in the receive buffer ([`ReplyQueue::stage_borrowed`]). Before that buffer is reused, whatever still
-//! borrows it is copied into the arena ([`ReplyQueue::detach_borrowed`]).
+//! borrows it must be copied into the arena ([`ReplyQueue::detach_borrowed`]); the worker's receive buffer
+//! (`super::receive::ReceiveBuffer`) can only be refilled through a call that does exactly that.
 
-use std::net::IpAddr;
-
-use crate::serve::segments::split_into_datagrams;
-pub use crate::sys::limits::{GSO_MAX_BYTES, GSO_MAX_SEGMENTS};
-use crate::sys::{IoRange, OutMessage, PeerAddr, SendControl};
-
-/// Index of the arena among the buffers handed to `send_batch`.
-pub const ARENA: u32 = 0;
-/// Index of the receive buffer (for borrowed replies) among the buffers handed to `send_batch`.
-pub const RECEIVED: u32 = 1;
+use super::segments::split_into_datagrams;
+pub use super::train::{Bytes, Destination};
+use super::train::{Grouping, StagedRun};
+use crate::sys::{IoRange, OutMessage};
 
 /// The largest reply a handler may write (the reply buffer it is given is this long).
-pub const REPLY_MAX: usize = 65_535;
-/// How many of the most recent trains are searched for one to extend, bounding the work per reply.
-const TRAIN_LOOKBACK: usize = 8;
-
-/// Where a reply goes and where it leaves from.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Destination {
-    pub peer: PeerAddr,
-    /// Source address for the reply (the address the request was sent to), when the socket is bound to a
-    /// wildcard address; `None` otherwise.
-    pub source: Option<IpAddr>,
-    /// Interface the request arrived on (used for IPv6 packet info).
-    pub ifindex: u32,
-}
-
-/// Replies staged since the last seal that came from one received buffer (one `group`: same destination,
-/// same receive time), adjacent in the arena, all `segment` bytes but the last, which may be shorter:
-/// a GSO train in miniature, grown reply by reply without any search.
-#[derive(Clone, Copy, Debug, Default)]
-struct StagedRun {
-    /// [`ARENA`] or [`RECEIVED`]: where the bytes are.
-    buffer: u32,
-    offset: u32,
-    bytes: u32,
-    segment: u32,
-    count: u32,
-    /// Nothing may follow in the same train (the last reply was shorter, empty, or GSO is off).
-    closed: bool,
-    group: u64,
-    destination: Destination,
-    rx_time_ns: u64,
-}
-
-#[derive(Clone, Copy, Debug, Default)]
-struct Train {
-    destination: Destination,
-    segment: u32,
-    /// Datagrams (segments) in the train.
-    count: u32,
-    bytes: u32,
-    closed: bool,
-    /// Iovecs the train needs: one per staged run.
-    ranges: u32,
-    /// The group of the train's last run: a run of the same group has the same destination.
-    last_group: u64,
-    iov_start: u32,
-    /// Iovecs placed so far while laying the train out.
-    cursor: u32,
-}
+pub const REPLY_MAX: usize = crate::sys::limits::MAX_DATAGRAM;
 
 /// Datagrams and bytes handed to the kernel (or refused) by one [`ReplyQueue::complete`] or [`ReplyQueue::fail_head`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -83,20 +29,25 @@ pub struct Completed {
     pub trains: u64,
 }
 
+/// What `sys::send_batch` needs, with the two buffers in the order their [`Bytes::index`] names them.
+pub struct SendView<'a> {
+    pub buffers: [&'a [u8]; 2],
+    pub ranges: &'a [IoRange],
+    pub messages: &'a [OutMessage],
+}
+
 /// The bounded queue of replies waiting for `sendmmsg`.
 pub struct ReplyQueue {
     arena: Vec<u8>,
     arena_used: usize,
     staged: Vec<StagedRun>,
+    grouping: Grouping,
     ranges: Vec<IoRange>,
     /// Per iovec: the receive time its datagrams share, and how many datagrams it holds.
     range_rx_time_ns: Vec<u64>,
     range_datagrams: Vec<u32>,
     messages: Vec<OutMessage>,
     head: usize,
-    trains: Vec<Train>,
-    /// Per staged run while sealing: its train.
-    assignment: Vec<u32>,
     max_datagrams: usize,
     gso: bool,
     /// Some unsent iovec points into the receive buffer.
@@ -112,13 +63,12 @@ impl ReplyQueue {
             arena: vec![0; arena_bytes],
             arena_used: 0,
             staged: Vec::with_capacity(max_datagrams),
+            grouping: Grouping::with_capacity(max_datagrams),
             ranges: Vec::with_capacity(max_datagrams),
             range_rx_time_ns: Vec::with_capacity(max_datagrams),
             range_datagrams: Vec::with_capacity(max_datagrams),
             messages: Vec::with_capacity(max_datagrams),
             head: 0,
-            trains: Vec::with_capacity(max_datagrams),
-            assignment: Vec::with_capacity(max_datagrams),
             max_datagrams,
             gso,
             borrows: false,
@@ -139,9 +89,17 @@ impl ReplyQueue {
         &mut self.arena[self.arena_used..end]
     }
 
+    /// Takes `bytes` of the reply buffer for a staged run (clamped to what the arena holds); returns the offset.
+    fn claim(&mut self, bytes: usize) -> (usize, usize) {
+        let bytes = bytes.min(REPLY_MAX).min(self.arena.len() - self.arena_used);
+        let offset = self.arena_used;
+        self.arena_used += bytes;
+        (offset, bytes)
+    }
+
     /// Records a whole reply train the handler wrote at once into [`reply_buffer`](Self::reply_buffer):
     /// `bytes` in `count` datagrams of `segment` bytes (the last may be shorter), for one destination.
-    /// The caller keeps `count` within [`GSO_MAX_SEGMENTS`] and `bytes` within [`GSO_MAX_BYTES`].
+    /// The caller keeps `count` within `GSO_MAX_SEGMENTS` and `bytes` within `GSO_MAX_BYTES`.
     pub fn stage_train(
         &mut self,
         bytes: usize,
@@ -151,28 +109,25 @@ impl ReplyQueue {
         group: u64,
         rx_time_ns: u64,
     ) {
-        let bytes = bytes.min(self.arena.len() - self.arena_used) as u32;
-        let offset = self.arena_used as u32;
-        self.arena_used += bytes as usize;
-        let segment = segment as u32;
-        let count = count as u32;
-        self.staged.push(StagedRun {
-            buffer: ARENA,
+        let (offset, bytes) = self.claim(bytes);
+        self.staged.push(StagedRun::new(
+            Bytes::Arena,
             offset,
             bytes,
             segment,
             count,
-            closed: !self.gso || bytes == 0 || bytes < count * segment,
+            self.gso,
             group,
-            destination: *destination,
+            destination,
             rx_time_ns,
-        });
+        ));
     }
 
     /// Records replies that are byte for byte the requests at `offset..offset + bytes` of the receive buffer
     /// (`count` datagrams of `segment` bytes, the last possibly shorter), without copying them. The caller
-    /// keeps `count` within [`GSO_MAX_SEGMENTS`] and `bytes` within [`GSO_MAX_BYTES`] (one datagram when GSO
-    /// is off), and calls [`detach_borrowed`](Self::detach_borrowed) before it reuses the receive buffer.
+    /// keeps `count` within `GSO_MAX_SEGMENTS` and `bytes` within `GSO_MAX_BYTES` (one datagram when GSO
+    /// is off); the bytes are copied out by [`detach_borrowed`](Self::detach_borrowed) before the receive
+    /// buffer is refilled.
     #[allow(clippy::too_many_arguments)]
     pub fn stage_borrowed(
         &mut self,
@@ -184,29 +139,61 @@ impl ReplyQueue {
         group: u64,
         rx_time_ns: u64,
     ) {
-        let (bytes, segment, count) = (bytes as u32, segment as u32, count as u32);
-        self.staged.push(StagedRun {
-            buffer: RECEIVED,
-            offset: offset as u32,
+        self.staged.push(StagedRun::new(
+            Bytes::Received,
+            offset,
             bytes,
             segment,
             count,
-            closed: !self.gso || bytes == 0 || bytes < count * segment,
+            self.gso,
             group,
-            destination: *destination,
+            destination,
             rx_time_ns,
-        });
+        ));
+    }
+
+    /// Records that the handler wrote `len` bytes into [`reply_buffer`](Self::reply_buffer) for `destination`.
+    ///
+    /// `group` names the received buffer the request came from: replies staged with the same group must
+    /// share destination and receive time (the worker numbers its received buffers), which lets a
+    /// GRO-coalesced request train become a reply train without comparing addresses per datagram.
+    #[inline]
+    pub fn stage(&mut self, len: usize, destination: &Destination, group: u64, rx_time_ns: u64) {
+        let (offset, len) = self.claim(len);
+        if let Some(run) = self.staged.last_mut() {
+            if run.try_extend(len as u32, offset as u32, group) {
+                return;
+            }
+        }
+        self.staged.push(StagedRun::new(
+            Bytes::Arena,
+            offset,
+            len,
+            len,
+            1,
+            self.gso,
+            group,
+            destination,
+            rx_time_ns,
+        ));
     }
 
     /// Whether unsent replies still borrow the receive buffer.
     pub fn borrows_received(&self) -> bool {
         self.borrows
+            || self
+                .staged
+                .iter()
+                .any(|run| run.bytes_in == Bytes::Received)
     }
 
     /// Copies every unsent reply that borrows `received` into the arena, so the receive buffer can be
     /// reused. A message whose borrowed bytes no longer fit is dropped whole; returns the datagrams dropped.
     pub fn detach_borrowed(&mut self, received: &[u8]) -> u64 {
         self.seal();
+        if !self.borrows {
+            return 0;
+        }
         let mut dropped = 0;
         let mut kept = self.head;
         for index in self.head..self.messages.len() {
@@ -214,7 +201,7 @@ impl ReplyQueue {
             let iovs = message.iov_start as usize..(message.iov_start + message.iov_count) as usize;
             let borrowed: usize = self.ranges[iovs.clone()]
                 .iter()
-                .filter(|r| r.buffer == RECEIVED)
+                .filter(|r| r.buffer == Bytes::Received.index())
                 .map(|r| r.len as usize)
                 .sum();
             if borrowed > self.arena.len() - self.arena_used {
@@ -225,13 +212,13 @@ impl ReplyQueue {
                 continue;
             }
             for range in &mut self.ranges[iovs] {
-                if range.buffer == RECEIVED {
+                if range.buffer == Bytes::Received.index() {
                     let (from, len) = (range.offset as usize, range.len as usize);
                     let to = self.arena_used;
                     self.arena[to..to + len].copy_from_slice(&received[from..from + len]);
                     self.arena_used += len;
                     *range = IoRange {
-                        buffer: ARENA,
+                        buffer: Bytes::Arena.index(),
                         offset: to as u32,
                         len: len as u32,
                     };
@@ -247,54 +234,29 @@ impl ReplyQueue {
         dropped
     }
 
-    /// Records that the handler wrote `len` bytes into [`reply_buffer`](Self::reply_buffer) for `destination`.
-    ///
-    /// `group` names the received buffer the request came from: replies staged with the same group must
-    /// share destination and receive time (the worker numbers its received buffers), which lets a
-    /// GRO-coalesced request train become a reply train without comparing addresses per datagram.
-    #[inline]
-    pub fn stage(&mut self, len: usize, destination: &Destination, group: u64, rx_time_ns: u64) {
-        let len = len.min(REPLY_MAX).min(self.arena.len() - self.arena_used) as u32;
-        let offset = self.arena_used as u32;
-        self.arena_used += len as usize;
-        if let Some(run) = self.staged.last_mut() {
-            let extends = run.group == group
-                && run.buffer == ARENA
-                && !run.closed
-                && len > 0
-                && len <= run.segment
-                && (run.count as usize) < GSO_MAX_SEGMENTS
-                && (run.bytes + len) as usize <= GSO_MAX_BYTES
-                && run.offset + run.bytes == offset;
-            if extends {
-                run.count += 1;
-                run.bytes += len;
-                run.closed = len < run.segment;
-                return;
-            }
-        }
-        self.staged.push(StagedRun {
-            buffer: ARENA,
-            offset,
-            bytes: len,
-            segment: len,
-            count: 1,
-            // Empty replies cannot be GSO segments, and without GSO every run holds one datagram.
-            closed: len == 0 || !self.gso,
-            group,
-            destination: *destination,
-            rx_time_ns,
-        });
-    }
-
     /// Turns GSO grouping off (after the kernel refused it); already sealed trains are split too.
     pub fn disable_gso(&mut self) {
         self.gso = false;
-        self.split_unsent_trains();
+        self.seal();
+        self.split_unsent(usize::MAX);
     }
 
     pub fn gso_enabled(&self) -> bool {
         self.gso
+    }
+
+    /// Cuts the first unsent message, if it is a GSO train, into single datagrams sent one by one, so that
+    /// a refusal can be attributed (to the train's destination, or to GSO itself); returns the datagrams
+    /// it now spans (0 when the head was not a train).
+    pub fn split_head_train(&mut self) -> usize {
+        match self.unsent().first() {
+            Some(head) if head.control.segment_size > 0 => {
+                let before = self.unsent().len();
+                self.split_unsent(1);
+                self.unsent().len() - before + 1
+            }
+            _ => 0,
+        }
     }
 
     /// Groups the staged runs into messages appended after those already waiting.
@@ -302,118 +264,69 @@ impl ReplyQueue {
         if self.staged.is_empty() {
             return;
         }
-        self.trains.clear();
-        self.assignment.clear();
-        for run in &self.staged {
-            let index = Self::place(&mut self.trains, run, self.gso);
-            self.assignment.push(index);
-        }
-        // Lay the iovecs of each train out contiguously, trains in order of their first run.
-        let mut next = self.ranges.len() as u32;
-        for train in &mut self.trains {
-            train.iov_start = next;
-            next += train.ranges;
-        }
-        let total = next as usize;
+        let first_iov = self.ranges.len() as u32;
+        let total = self.grouping.group(&self.staged, self.gso, first_iov) as usize;
         self.ranges.resize(total, IoRange::default());
         self.range_rx_time_ns.resize(total, 0);
         self.range_datagrams.resize(total, 0);
-        for (run, &index) in self.staged.iter().zip(&self.assignment) {
-            let train = &mut self.trains[index as usize];
-            let slot = (train.iov_start + train.cursor) as usize;
-            train.cursor += 1;
-            self.ranges[slot] = IoRange {
-                buffer: run.buffer,
+        let (ranges, times, datagrams, borrows) = (
+            &mut self.ranges,
+            &mut self.range_rx_time_ns,
+            &mut self.range_datagrams,
+            &mut self.borrows,
+        );
+        self.grouping.place_runs(&self.staged, |run, slot| {
+            ranges[slot] = IoRange {
+                buffer: run.bytes_in.index(),
                 offset: run.offset,
                 len: run.bytes,
             };
-            self.borrows |= run.buffer == RECEIVED;
-            self.range_rx_time_ns[slot] = run.rx_time_ns;
-            self.range_datagrams[slot] = run.count;
-        }
-        for train in &self.trains {
-            self.messages.push(OutMessage {
-                peer: train.destination.peer,
-                control: SendControl {
-                    source_ip: train.destination.source,
-                    ifindex: train.destination.ifindex,
-                    segment_size: if train.count > 1 {
-                        train.segment as u16
-                    } else {
-                        0
-                    },
-                },
-                iov_start: train.iov_start,
-                iov_count: train.ranges,
-            });
-        }
+            *borrows |= run.bytes_in == Bytes::Received;
+            times[slot] = run.rx_time_ns;
+            datagrams[slot] = run.count;
+        });
+        self.messages
+            .extend(self.grouping.trains.iter().map(|train| train.message()));
         self.staged.clear();
     }
 
-    /// Chooses the train for one run: extends a recent open train to the same destination when the sizes
-    /// allow, else opens a new one (closing the old, so order per destination is kept).
-    fn place(trains: &mut Vec<Train>, run: &StagedRun, gso: bool) -> u32 {
-        let lookback_start = trains.len().saturating_sub(TRAIN_LOOKBACK);
-        for index in (lookback_start..trains.len()).rev() {
-            let train = &mut trains[index];
-            if train.last_group != run.group && train.destination != run.destination {
-                continue;
-            }
-            let sizes_fit = if run.count == 1 {
-                run.bytes <= train.segment
-            } else {
-                run.segment == train.segment
-            };
-            let fits = gso
-                && run.bytes > 0
-                && !train.closed
-                && sizes_fit
-                && (train.count + run.count) as usize <= GSO_MAX_SEGMENTS
-                && (train.bytes + run.bytes) as usize <= GSO_MAX_BYTES;
-            if fits {
-                train.count += run.count;
-                train.bytes += run.bytes;
-                train.closed = run.closed || run.bytes < run.count * train.segment;
-                train.ranges += 1;
-                train.last_group = run.group;
-                return index as u32;
-            }
-            train.closed = true;
-            break;
-        }
-        trains.push(Train {
-            destination: run.destination,
-            segment: run.segment,
-            count: run.count,
-            bytes: run.bytes,
-            closed: run.closed || !gso,
-            ranges: 1,
-            last_group: run.group,
-            iov_start: 0,
-            cursor: 0,
-        });
-        (trains.len() - 1) as u32
-    }
-
-    /// Rewrites every unsent message as single-datagram messages (one iovec each, no `UDP_SEGMENT`).
-    fn split_unsent_trains(&mut self) {
-        if self.messages[self.head..]
-            .iter()
-            .all(|m| m.control.segment_size == 0)
+    /// Rewrites the first `count` unsent messages as single-datagram messages (one iovec each, no
+    /// `UDP_SEGMENT`), keeping the rest as they are. Rare (a refusal): it may allocate.
+    fn split_unsent(&mut self, count: usize) {
+        let unsent = &self.messages[self.head..];
+        if unsent.is_empty()
+            || unsent
+                .iter()
+                .take(count)
+                .all(|m| m.control.segment_size == 0)
         {
             return;
         }
-        let first_iov = self.messages[self.head].iov_start as usize;
+        let first_iov = unsent[0].iov_start as usize;
         let mut ranges = Vec::new();
         let mut times = Vec::new();
+        let mut datagrams = Vec::new();
         let mut messages = Vec::new();
-        for message in &self.messages[self.head..] {
-            split_into_datagrams(message, &self.ranges, |mut single, range, iov| {
-                single.iov_start = (first_iov + ranges.len()) as u32;
-                messages.push(single);
-                ranges.push(range);
-                times.push(self.range_rx_time_ns[iov]);
-            });
+        for (k, message) in unsent.iter().enumerate() {
+            if k < count {
+                split_into_datagrams(message, &self.ranges, |mut single, range, iov| {
+                    single.iov_start = (first_iov + ranges.len()) as u32;
+                    messages.push(single);
+                    ranges.push(range);
+                    times.push(self.range_rx_time_ns[iov]);
+                    datagrams.push(1);
+                });
+            } else {
+                let start = message.iov_start as usize;
+                let iovs = start..start + message.iov_count as usize;
+                messages.push(OutMessage {
+                    iov_start: (first_iov + ranges.len()) as u32,
+                    ..*message
+                });
+                ranges.extend_from_slice(&self.ranges[iovs.clone()]);
+                times.extend_from_slice(&self.range_rx_time_ns[iovs.clone()]);
+                datagrams.extend_from_slice(&self.range_datagrams[iovs]);
+            }
         }
         self.messages.truncate(self.head);
         self.messages.extend_from_slice(&messages);
@@ -422,7 +335,7 @@ impl ReplyQueue {
         self.range_rx_time_ns.truncate(first_iov);
         self.range_rx_time_ns.extend_from_slice(&times);
         self.range_datagrams.truncate(first_iov);
-        self.range_datagrams.resize(first_iov + ranges.len(), 1);
+        self.range_datagrams.extend_from_slice(&datagrams);
     }
 
     /// Messages sealed and not yet taken by the kernel.
@@ -430,9 +343,17 @@ impl ReplyQueue {
         &self.messages[self.head..]
     }
 
-    /// Everything `send_batch` needs: the arena, the iovec ranges and the unsent messages.
-    pub fn send_view(&self) -> (&[u8], &[IoRange], &[OutMessage]) {
-        (&self.arena, &self.ranges, &self.messages[self.head..])
+    /// Everything `send_batch` needs: both buffers by name (the arena, and `received`, the receive buffer
+    /// borrowed echoes point into), the iovec ranges and the unsent messages.
+    pub fn send_view<'a>(&'a self, received: &'a [u8]) -> SendView<'a> {
+        let mut buffers: [&[u8]; 2] = [&[], &[]];
+        buffers[Bytes::Arena.index() as usize] = &self.arena;
+        buffers[Bytes::Received.index() as usize] = received;
+        SendView {
+            buffers,
+            ranges: &self.ranges,
+            messages: &self.messages[self.head..],
+        }
     }
 
     pub fn is_idle(&self) -> bool {
@@ -505,6 +426,8 @@ impl ReplyQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sys::limits::{GSO_MAX_BYTES, GSO_MAX_SEGMENTS};
+    use crate::sys::PeerAddr;
 
     fn dest(port: u16) -> Destination {
         Destination {
@@ -535,8 +458,8 @@ mod tests {
 
     /// [`wire`] for a queue whose replies may borrow `received`.
     fn wire_with(queue: &ReplyQueue, received: &[u8]) -> Vec<(u16, u16, Vec<Vec<u8>>)> {
-        let (arena, ranges, messages) = queue.send_view();
-        let buffers = [arena, received];
+        let view = queue.send_view(received);
+        let (buffers, ranges, messages) = (view.buffers, view.ranges, view.messages);
         messages
             .iter()
             .map(|m| {
@@ -761,6 +684,39 @@ mod tests {
             assert_eq!(message.1, 0);
             assert_eq!(message.2, vec![vec![i as u8; 5]]);
         }
+    }
+
+    #[test]
+    fn splitting_the_head_train_leaves_the_rest_and_keeps_gso() {
+        let mut queue = ReplyQueue::new(1 << 20, 1024, true);
+        for i in 0..3u8 {
+            push(&mut queue, 1, &[i; 5]);
+        }
+        for i in 0..2u8 {
+            push(&mut queue, 2, &[10 + i; 5]);
+        }
+        queue.seal();
+        assert_eq!(queue.unsent().len(), 2);
+        assert_eq!(queue.split_head_train(), 3);
+        let out = wire(&queue);
+        assert_eq!(
+            out.len(),
+            4,
+            "three singles, then the untouched second train"
+        );
+        for (i, message) in out.iter().take(3).enumerate() {
+            assert_eq!((message.0, message.1), (1, 0));
+            assert_eq!(message.2, vec![vec![i as u8; 5]]);
+        }
+        assert_eq!(out[3], (2, 5, vec![vec![10; 5], vec![11; 5]]));
+        assert!(queue.gso_enabled());
+        assert_eq!(
+            queue.split_head_train(),
+            0,
+            "the head is now a single datagram"
+        );
+        let done = queue.complete(4, |_, _| {});
+        assert_eq!((done.datagrams, done.trains), (5, 1));
     }
 
     #[test]

@@ -1,0 +1,210 @@
+//! Turns one received batch into staged replies: per received buffer, the receive-side bookkeeping, then
+//! the one choice of reply path (borrow the bytes, answer the whole train at once, or one by one).
+
+use std::net::SocketAddr;
+
+use super::queue::Destination;
+use super::segments::Received;
+use super::transmit::realtime_ns;
+use super::worker::Worker;
+use crate::sys::limits::{GSO_MAX_BYTES, GSO_MAX_SEGMENTS};
+
+/// How the replies to one received buffer are produced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReplyPath {
+    /// A pure echo: the replies are the request bytes themselves, borrowed from the receive buffer.
+    Borrow,
+    /// An echo-like handler answers a whole coalesced train with one call; the replies leave as one train.
+    Train,
+    /// The handler is called once per datagram.
+    OneByOne,
+}
+
+/// Whether a received train may be answered as one unit: GSO is on, the kernel would take it as one
+/// GSO message, and every datagram in it (each `stride` bytes, the last no longer) is within `max_datagram`.
+#[inline]
+fn train_fits(view: &Received<'_>, gso: bool, max_datagram: usize) -> bool {
+    view.is_train()
+        && gso
+        && view.stride() <= max_datagram
+        && view.count() <= GSO_MAX_SEGMENTS
+        && view.bytes().len() <= GSO_MAX_BYTES
+}
+
+/// Picks the reply path for one received buffer. A lone datagram over `max_datagram`, or a train whose
+/// datagrams may be, goes one by one so that each datagram is judged (and counted) on its own.
+#[inline]
+pub fn reply_path(view: &Received<'_>, echoes: bool, gso: bool, max_datagram: usize) -> ReplyPath {
+    let whole = train_fits(view, gso, max_datagram);
+    let lone_fits = !view.is_train() && view.bytes().len() <= max_datagram;
+    if echoes && (whole || lone_fits) {
+        ReplyPath::Borrow
+    } else if whole {
+        ReplyPath::Train
+    } else {
+        ReplyPath::OneByOne
+    }
+}
+
+impl Worker {
+    /// Runs the guard and the handler over the `count` buffers of the last receive (each GRO segment is
+    /// one datagram) and stages the replies.
+    pub(super) fn respond(&mut self, count: usize) {
+        let batch_time_ns = realtime_ns();
+        let echoes = self.handler.echoes_requests();
+        let mut datagrams = 0u64;
+        for i in 0..count {
+            let (info, start, view) = self.rx.get(i);
+            let info = *info;
+            let stats = &mut self.stats.current;
+            if let Some(drops) = info.control.kernel_drops {
+                stats.counters.kernel_rx_overflow +=
+                    u64::from(drops.wrapping_sub(self.last_kernel_drops));
+                self.last_kernel_drops = drops;
+            }
+            if info.truncated {
+                // The kernel cut the buffer: at least one datagram, and we cannot know more.
+                let lost = (info.len / view.stride()).max(1) as u64;
+                stats.counters.rx += lost;
+                stats.counters.truncated += lost;
+                datagrams += lost;
+                continue;
+            }
+            let chunks = view.count() as u64;
+            stats.counters.rx += chunks;
+            stats.counters.rx_bytes += view.bytes().len() as u64;
+            datagrams += chunks;
+            if view.is_train() {
+                stats.counters.gro_trains += 1;
+            }
+            // Every segment of one buffer has the same sender and receive time: one group.
+            self.next_group += 1;
+            let group = self.next_group;
+            let destination = Destination {
+                peer: info.peer,
+                source: if self.features.pktinfo {
+                    info.control.local_ip
+                } else {
+                    None
+                },
+                ifindex: info.control.ifindex,
+            };
+            let rx_time_ns = info.control.rx_time_ns.unwrap_or(batch_time_ns);
+            let peer = info.peer.to_socket_addr();
+            if !self.tx.queue.has_room() {
+                self.flush();
+            }
+            let reply = Reply {
+                destination,
+                group,
+                rx_time_ns,
+                peer,
+            };
+            self.answer(start, reply, echoes);
+        }
+        self.stats.current.record_batch(datagrams);
+    }
+
+    /// Stages the replies to the received buffer that starts at `start` in the receive buffer.
+    fn answer(&mut self, start: usize, reply: Reply, echoes: bool) {
+        let Worker {
+            rx,
+            tx,
+            handler,
+            stats,
+            socket,
+            max_datagram,
+            ..
+        } = self;
+        let stats = &mut *stats.current;
+        let max_datagram = *max_datagram;
+        let view = rx.view_at(start);
+        let queue = &mut tx.queue;
+        let path = reply_path(&view, echoes, queue.gso_enabled(), max_datagram);
+        let Reply {
+            destination,
+            group,
+            rx_time_ns,
+            peer,
+        } = reply;
+        if path == ReplyPath::Borrow && queue.has_room() {
+            let bytes = view.bytes().len();
+            queue.stage_borrowed(
+                start,
+                bytes,
+                view.stride(),
+                view.count(),
+                &destination,
+                group,
+                rx_time_ns,
+            );
+            return;
+        }
+        if path == ReplyPath::Train
+            && queue.has_room()
+            && handler.handle_train(view.bytes(), view.stride(), peer, queue.reply_buffer())
+        {
+            queue.stage_train(
+                view.bytes().len(),
+                view.stride(),
+                view.count(),
+                &destination,
+                group,
+                rx_time_ns,
+            );
+            return;
+        }
+        for request in view.segments() {
+            if request.len() > max_datagram {
+                stats.counters.truncated += 1;
+                continue;
+            }
+            if !tx.queue.has_room() {
+                tx.flush(socket, rx.bytes(), stats);
+                if !tx.queue.has_room() {
+                    stats.counters.tx_backpressure += 1;
+                    continue;
+                }
+            }
+            let queue = &mut tx.queue;
+            match handler.handle(request, peer, queue.reply_buffer()) {
+                Some(len) => queue.stage(len, &destination, group, rx_time_ns),
+                None => stats.counters.no_reply += 1,
+            }
+        }
+    }
+}
+
+/// Where the replies to one received buffer go, and what they share.
+#[derive(Clone, Copy)]
+struct Reply {
+    destination: Destination,
+    group: u64,
+    rx_time_ns: u64,
+    peer: SocketAddr,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_reply_path_judges_each_datagram_against_the_limit() {
+        let train = [7u8; 500]; // 10 datagrams of 50 bytes
+        let view = Received::new(&train, Some(50));
+        assert_eq!(reply_path(&view, true, true, 100), ReplyPath::Borrow);
+        assert_eq!(reply_path(&view, false, true, 100), ReplyPath::Train);
+        // Without GSO a train cannot leave as one: each datagram is answered on its own.
+        assert_eq!(reply_path(&view, true, false, 100), ReplyPath::OneByOne);
+        // Datagrams over the limit are judged one by one, never the train as a whole.
+        assert_eq!(reply_path(&view, true, true, 40), ReplyPath::OneByOne);
+        let lone = [1u8; 200];
+        let view = Received::new(&lone, None);
+        assert_eq!(reply_path(&view, true, true, 100), ReplyPath::OneByOne);
+        assert_eq!(reply_path(&view, true, true, 200), ReplyPath::Borrow);
+        assert_eq!(
+            reply_path(&Received::new(&[], None), true, true, 1),
+            ReplyPath::Borrow
+        );
+    }
+}
