@@ -28,7 +28,7 @@ pub enum Command {
 
 /// Prints a clap error the udpd way and returns the exit code: help and version go to stdout with 0,
 /// anything else becomes a single line on stderr (what is wrong, and where to look) with 2.
-pub fn report(error: clap::Error) -> i32 {
+pub fn report(error: clap::Error) -> u8 {
     match error.kind() {
         ErrorKind::DisplayHelp
         | ErrorKind::DisplayVersion

@@ -4,10 +4,12 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::str::FromStr;
 
+use crate::sys::limits::MAX_UDP_PAYLOAD;
+
 /// Turns one request into at most one reply, without allocating.
 ///
 /// The worker calls `handle` once per datagram (once per GRO segment) with the request bytes, the sender,
-/// and a reply buffer of at least [`crate::sys::limits::MAX_UDP_PAYLOAD`] bytes. The handler writes its reply
+/// and a reply buffer of at least [`MAX_UDP_PAYLOAD`] bytes. The handler writes its reply
 /// at the start of `reply` and returns its length (`Some(0)` sends an empty datagram), or `None` to send
 /// nothing (counted as `no_reply`). A returned length larger than `reply` is a bug and is clamped.
 pub trait Handler: Send {
@@ -170,14 +172,27 @@ impl FromStr for HandlerSpec {
             "discard" => Ok(HandlerSpec::Discard),
             "ack" => Ok(HandlerSpec::Ack(DEFAULT_ACK.to_vec())),
             _ => match text.strip_prefix("ack:") {
-                Some(reply) if reply.len() <= crate::sys::limits::MAX_UDP_PAYLOAD => {
+                Some(reply) if reply.len() <= MAX_UDP_PAYLOAD => {
                     Ok(HandlerSpec::Ack(reply.as_bytes().to_vec()))
                 }
-                _ => Err(format!(
-                    "--handler {text:?} is unknown: use echo, upper, ack, ack:TEXT or discard"
+                Some(reply) => Err(format!(
+                    "--handler ack:TEXT: TEXT is {} bytes, more than one UDP datagram holds: use at most {MAX_UDP_PAYLOAD}",
+                    reply.len()
+                )),
+                None => Err(format!(
+                    "--handler {:?} is unknown: use echo, upper, ack, ack:TEXT or discard",
+                    shorten(text)
                 )),
             },
         }
+    }
+}
+
+/// At most the first 40 characters of `text`, for messages that echo what was typed.
+fn shorten(text: &str) -> String {
+    match text.char_indices().nth(40) {
+        Some((end, _)) => format!("{}...", &text[..end]),
+        None => text.to_string(),
     }
 }
 
@@ -251,5 +266,16 @@ mod tests {
             HandlerSpec::Ack(b"ACK".to_vec())
         );
         assert!("ACK".parse::<HandlerSpec>().is_err());
+        let long = format!("ack:{}", "x".repeat(MAX_UDP_PAYLOAD + 1));
+        let error = long.parse::<HandlerSpec>().unwrap_err();
+        assert!(
+            error.contains("65508 bytes") && error.len() < 200,
+            "{error}"
+        );
+        let unknown = "y".repeat(10_000).parse::<HandlerSpec>().unwrap_err();
+        assert!(
+            unknown.contains("unknown") && unknown.len() < 200,
+            "{unknown}"
+        );
     }
 }

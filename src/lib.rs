@@ -20,7 +20,7 @@ pub mod sys;
 pub mod tools;
 
 pub use config::ServeConfig;
-pub use error::{Error, Result};
+pub use error::{Error, ErrorKind, Result};
 pub use handler::{Handler, HandlerSpec};
 pub use serve::{Server, ShutdownHandle};
 pub use stats::{Counters, Summary};

@@ -1,12 +1,14 @@
 //! The `udpd` binary: parse flags, run the chosen subcommand, map its result to an exit code.
 
+use std::process::ExitCode;
+
 use clap::Parser;
 use udpd::cli::{Cli, Command};
 
-fn main() {
+fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(error) => std::process::exit(udpd::cli::report(error)),
+        Err(error) => return ExitCode::from(udpd::cli::report(error)),
     };
     let result = match cli.command {
         Command::Serve(args) if args.print_config => udpd::config::file::print_config(&args),
@@ -16,8 +18,11 @@ fn main() {
         Command::Chat(args) => udpd::tools::chat::run(args),
         Command::Doctor(args) => udpd::tools::doctor::run(args),
     };
-    if let Err(error) = result {
-        eprintln!("udpd: error: {error}");
-        std::process::exit(error.exit_code());
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("udpd: error: {error}");
+            ExitCode::from(error.exit_code())
+        }
     }
 }

@@ -6,6 +6,8 @@
 //! - `segments` knows how datagrams sit in GRO buffers and GSO trains, `train` groups replies into GSO
 //!   trains (pure code), `queue` holds them until the kernel takes them.
 
+pub mod privilege;
+pub mod proc_net;
 pub mod queue;
 pub mod receive;
 pub mod respond;

@@ -8,10 +8,11 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use mio::{Poll, Waker};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
 
 use crate::config::ReportFormat;
 use crate::config::{ServeArgs, ServeConfig};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::handler::Handler;
 use crate::serve::worker::{self, WorkerParts, WAKER};
 use crate::stats::metrics::MetricsText;
@@ -51,6 +52,7 @@ impl Server {
     ) -> Result<Server> {
         let started = Instant::now();
         let mut warnings = Vec::new();
+        refuse_shared_port(config)?;
         let mut sockets = Vec::with_capacity(config.workers);
         let mut address = config.listen;
         for _ in 0..config.workers {
@@ -59,6 +61,8 @@ impl Server {
             address = socket.local;
             sockets.push(socket);
         }
+        // Every socket is bound: nothing below needs privileges.
+        super::privilege::drop_to(config.user.as_deref(), config.group.as_deref())?;
         // Every worker's socket reports the same soft problems: say each once.
         let mut seen = std::collections::HashSet::new();
         warnings.retain(|warning| seen.insert(warning.clone()));
@@ -68,9 +72,9 @@ impl Server {
         let mut parts = Vec::with_capacity(config.workers);
         for (index, (socket, link)) in sockets.into_iter().zip(links).enumerate() {
             let poll = Poll::new()
-                .map_err(|e| Error::runtime(format!("cannot create an event loop: {e}")))?;
+                .map_err(|e| Error::io(format!("cannot create an event loop: {e}"), e))?;
             let waker = Waker::new(poll.registry(), WAKER)
-                .map_err(|e| Error::runtime(format!("cannot create a waker: {e}")))?;
+                .map_err(|e| Error::io(format!("cannot create a waker: {e}"), e))?;
             wakers.push(Arc::new(waker));
             parts.push(WorkerParts {
                 index,
@@ -92,7 +96,7 @@ impl Server {
             let thread = std::thread::Builder::new()
                 .name(name)
                 .spawn(move || worker::run(part))
-                .map_err(|e| Error::runtime(format!("cannot start a worker thread: {e}")))?;
+                .map_err(|e| Error::io(format!("cannot start a worker thread: {e}"), e))?;
             threads.push(thread);
         }
         Ok(Server {
@@ -140,29 +144,35 @@ pub fn run_from_args(args: ServeArgs) -> Result<()> {
 
 /// Runs the daemon with a resolved configuration until SIGINT or SIGTERM.
 pub fn run(config: &ServeConfig) -> Result<()> {
-    let server = Server::start(config, || config.handler.build())?;
-    for warning in server.warnings() {
-        eprintln!("udpd: warning: {warning}");
-    }
-    let shutdown = server.shutdown_handle();
-    let mut signals = signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGTERM,
-    ])
-    .map_err(|e| Error::runtime(format!("cannot install signal handlers: {e}")))?;
-    std::thread::Builder::new()
-        .name("udpd-signals".into())
-        .spawn(move || {
-            if signals.forever().next().is_some() {
-                shutdown.shutdown();
-            }
-        })
-        .map_err(|e| Error::runtime(format!("cannot start the signal thread: {e}")))?;
+    // The metrics listener is bound before privileges are dropped, like the UDP sockets.
     let metrics = MetricsText::default();
     if let Some(addr) = config.metrics {
         let bound = crate::stats::metrics::serve(addr, metrics.clone())?;
         eprintln!("udpd: metrics on http://{bound}/metrics");
     }
+    let server = Server::start(config, || config.handler.build())?;
+    for warning in server.warnings() {
+        eprintln!("udpd: warning: {warning}");
+    }
+    let shutdown = server.shutdown_handle();
+    let mut signals =
+        signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP, SIGUSR1, SIGUSR2])
+            .map_err(|e| Error::io(format!("cannot install signal handlers: {e}"), e))?;
+    std::thread::Builder::new()
+        .name("udpd-signals".into())
+        .spawn(move || {
+            for signal in signals.forever() {
+                if signal == SIGINT || signal == SIGTERM {
+                    shutdown.shutdown();
+                    return;
+                }
+                let name = if signal == SIGHUP { "SIGHUP" } else { "SIGUSR1/SIGUSR2" };
+                eprintln!(
+                    "udpd: {name} received: no action is bound to it yet; still serving with the running configuration"
+                );
+            }
+        })
+        .map_err(|e| Error::io(format!("cannot start the signal thread: {e}"), e))?;
     let local = server.local_addr();
     print_line(&format!(
         "listening on {local} (udp, {} workers)",
@@ -205,6 +215,26 @@ pub fn run(config: &ServeConfig) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Refuses to join a port that other sockets already serve (any process of the same user may join an
+/// `SO_REUSEPORT` group, and the kernel would then split the traffic between the two), unless
+/// `--share-port` asks for exactly that.
+fn refuse_shared_port(config: &ServeConfig) -> Result<()> {
+    if config.share_port || config.listen.port() == 0 {
+        return Ok(());
+    }
+    let others = super::proc_net::sockets_sharing(config.listen);
+    if others == 0 {
+        return Ok(());
+    }
+    Err(Error::new(
+        ErrorKind::AddressInUse,
+        format!(
+            "cannot listen on {}: address in use by {others} other socket(s) (another udpd?), which would share its traffic: stop them, choose another --listen port, or pass --share-port to join them",
+            config.listen
+        ),
+    ))
 }
 
 /// Writes one report line (or block) to stdout and flushes, so pipes see it at once.

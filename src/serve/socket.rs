@@ -2,7 +2,7 @@
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 
 use nix::errno::Errno;
 use nix::sys::socket::{
@@ -52,7 +52,12 @@ pub fn open(
         SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
         None,
     )
-    .map_err(|errno| Error::runtime(format!("cannot create a UDP socket: {}", errno.desc())))?;
+    .map_err(|errno| {
+        Error::io(
+            format!("cannot create a UDP socket: {}", errno.desc()),
+            errno.into(),
+        )
+    })?;
     setsockopt(&fd, sockopt::ReusePort, &true).map_err(|errno| {
         Error::runtime(format!(
             "cannot set SO_REUSEPORT: {} (udpd needs Linux 3.9 or later)",
@@ -163,7 +168,10 @@ fn bind_error(addr: SocketAddr, errno: Errno) -> Error {
         Errno::EAFNOSUPPORT => "this host has no support for that address family (IPv6 disabled?)",
         _ => "check the --listen address",
     };
-    Error::runtime(format!("cannot listen on {addr}: {} — {fix}", errno.desc()))
+    Error::io(
+        format!("cannot listen on {addr}: {} — {fix}", errno.desc()),
+        errno.into(),
+    )
 }
 
 fn to_socket_addr(storage: &SockaddrStorage) -> Option<SocketAddr> {
@@ -178,26 +186,4 @@ fn to_socket_addr(storage: &SockaddrStorage) -> Option<SocketAddr> {
 /// Whether an error from `sendmmsg` means the kernel refused the GSO option itself.
 pub fn is_gso_refusal(error: &io::Error) -> bool {
     matches!(error.raw_os_error(), Some(libc::EIO) | Some(libc::EINVAL))
-}
-/// The kernel's drop counter for the socket behind `fd`, read from `/proc/net/udp{,6}` (`drops` column).
-///
-/// `SO_RXQ_OVFL` reports drops only on the next datagram received, so drops after the last one are seen
-/// only here. Returns `None` when the socket cannot be found there.
-pub fn socket_drops_from_proc(fd: BorrowedFd<'_>) -> Option<u64> {
-    let inode = std::fs::metadata(format!("/proc/self/fd/{}", fd.as_raw_fd()))
-        .ok()
-        .map(|meta| std::os::unix::fs::MetadataExt::ino(&meta))?;
-    for table in ["/proc/net/udp", "/proc/net/udp6"] {
-        let Ok(text) = std::fs::read_to_string(table) else {
-            continue;
-        };
-        for line in text.lines().skip(1) {
-            let columns: Vec<&str> = line.split_whitespace().collect();
-            // sl local rem st tx:rx tr:when retrnsmt uid timeout inode ref pointer drops
-            if columns.len() >= 13 && columns[9].parse::<u64>().ok() == Some(inode) {
-                return columns[12].parse().ok();
-            }
-        }
-    }
-    None
 }

@@ -230,7 +230,7 @@ impl Worker {
         while Instant::now() < deadline && self.receive_some(1) {}
         self.flush();
         let unsent = self.tx.queue.discard_all();
-        let proc_drops = socket::socket_drops_from_proc(self.socket.as_fd());
+        let proc_drops = super::proc_net::socket_drops(self.socket.as_fd());
         let counters = &mut self.stats.current.counters;
         counters.unsent_at_exit += unsent.datagrams;
         if let Some(total) = proc_drops {
