@@ -1,55 +1,86 @@
-//! Criterion bench of the per-batch path without syscalls: handler, reply staging, GSO grouping and
-//! completion bookkeeping, reported per datagram (criterion's throughput in elements).
+//! Criterion bench of today's per-batch hot path without syscalls: the reply-path choice, then either the
+//! borrowed echo (replies point into the receive buffer) or the per-datagram handler path (`upper`),
+//! both followed by GSO grouping and completion bookkeeping; reported per datagram.
 
 use std::hint::black_box;
 use std::net::SocketAddr;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use udpd::handler::{Echo, Handler};
+use udpd::handler::{Handler, Upper};
 use udpd::serve::queue::{Destination, ReplyQueue};
+use udpd::serve::respond::{reply_path, ReplyPath};
+use udpd::serve::segments::Received;
 use udpd::stats::WorkerStats;
 use udpd::sys::PeerAddr;
 
+/// Datagrams per batch.
 const BATCH: usize = 64;
 
-/// One batch's requests: `BATCH` datagrams of `payload` bytes from `peers` senders, `burst` in a row each.
-/// Requests of one burst share a group, as the segments of one GRO-coalesced buffer do.
-fn requests(
+/// One received batch as the kernel would leave it: `buffers` slots of `slot` bytes, each holding
+/// `per_buffer` datagrams of `payload` bytes from its own sender (GRO-coalesced when `per_buffer > 1`).
+struct Batch {
+    bytes: Vec<u8>,
+    slot: usize,
+    buffers: Vec<(usize, usize, SocketAddr, Destination)>,
     payload: usize,
-    peers: usize,
-    burst: usize,
-) -> Vec<(Vec<u8>, SocketAddr, Destination, u64)> {
-    (0..BATCH)
-        .map(|i| {
-            let peer_index = (i / burst) % peers;
-            let addr: SocketAddr = ([127, 0, 0, 1], 10_000 + peer_index as u16).into();
-            let destination = Destination {
-                peer: PeerAddr::from_socket_addr(addr),
-                source: None,
-                ifindex: 0,
-            };
-            (
-                vec![i as u8; payload],
-                addr,
-                destination,
-                (i / burst) as u64,
-            )
-        })
-        .collect()
 }
 
+fn batch(payload: usize, per_buffer: usize) -> Batch {
+    let buffers = BATCH / per_buffer;
+    let slot = (payload * per_buffer).next_multiple_of(64);
+    let mut bytes = vec![b'a'; buffers * slot];
+    let mut list = Vec::with_capacity(buffers);
+    for i in 0..buffers {
+        let addr: SocketAddr = ([127, 0, 0, 1], 10_000 + i as u16).into();
+        let destination = Destination {
+            peer: PeerAddr::from_socket_addr(addr),
+            source: Some([127, 0, 0, 1].into()),
+            ifindex: 0,
+        };
+        bytes[i * slot] = i as u8;
+        list.push((i * slot, payload * per_buffer, addr, destination));
+    }
+    Batch {
+        bytes,
+        slot,
+        buffers: list,
+        payload,
+    }
+}
+
+/// One batch through the queue, as `serve::respond` does it, then sealed and completed.
 fn one_batch(
     queue: &mut ReplyQueue,
-    handler: &mut Echo,
+    handler: &mut Upper,
+    echoes: bool,
     stats: &mut WorkerStats,
-    batch: &[(Vec<u8>, SocketAddr, Destination, u64)],
+    input: &Batch,
 ) {
-    for (request, peer, destination, group) in batch {
-        if let Some(len) = handler.handle(request, *peer, queue.reply_buffer()) {
-            queue.stage(len, destination, *group, 1_000);
+    for (group, &(start, len, peer, destination)) in input.buffers.iter().enumerate() {
+        let segment = (len > input.payload).then_some(input.payload as u16);
+        let view = Received::new(&input.bytes[start..start + len], segment);
+        match reply_path(&view, echoes, queue.gso_enabled(), 65_535) {
+            ReplyPath::Borrow => queue.stage_borrowed(
+                start,
+                len,
+                view.stride(),
+                view.count(),
+                &destination,
+                group as u64,
+                1_000,
+            ),
+            _ => {
+                for request in view.segments() {
+                    if let Some(n) = handler.handle(request, peer, queue.reply_buffer()) {
+                        queue.stage(n, &destination, group as u64, 1_000);
+                    }
+                }
+            }
         }
     }
     queue.seal();
+    let view = queue.send_view(&input.bytes);
+    black_box((view.buffers, view.ranges.len(), input.slot));
     let messages = queue.unsent().len();
     let done = queue.complete(messages, |rx, n| stats.record_latency(5_000 - rx, n));
     stats.counters.tx += done.datagrams;
@@ -59,21 +90,21 @@ fn one_batch(
 fn bench_batches(c: &mut Criterion) {
     let mut group = c.benchmark_group("batch_path");
     group.throughput(Throughput::Elements(BATCH as u64));
-    // (name, payload, peers, burst): bulk = 4 senders in bursts (coalescible); spread = 64 senders.
-    for (name, payload, peers, burst) in [
-        ("bulk_64B", 64, 4, 16),
-        ("spread_64B", 64, BATCH, 1),
-        ("bulk_1400B", 1400, 4, 16),
-        ("spread_1400B", 1400, BATCH, 1),
+    // bulk: 4 senders, 16 datagrams each coalesced by GRO; spread: 64 senders, one datagram each.
+    for (name, payload, per_buffer) in [
+        ("bulk_64B", 64, 16),
+        ("spread_64B", 64, 1),
+        ("bulk_1400B", 1400, 16),
+        ("spread_1400B", 1400, 1),
     ] {
-        for gso in [true, false] {
-            let batch = requests(payload, peers, burst);
-            let mut queue = ReplyQueue::new(4 << 20, 8192, gso);
-            let mut handler = Echo;
+        let input = batch(payload, per_buffer);
+        for (path, echoes) in [("borrowed_echo", true), ("handler_upper", false)] {
+            let mut queue = ReplyQueue::new(4 << 20, 8192, true);
+            let mut handler = Upper;
             let mut stats = WorkerStats::default();
-            let id = BenchmarkId::new(name, if gso { "gso" } else { "no_gso" });
-            group.bench_with_input(id, &batch, |b, batch| {
-                b.iter(|| one_batch(&mut queue, &mut handler, &mut stats, batch))
+            let id = BenchmarkId::new(name, path);
+            group.bench_with_input(id, &input, |b, input| {
+                b.iter(|| one_batch(&mut queue, &mut handler, echoes, &mut stats, input))
             });
         }
     }
