@@ -13,6 +13,8 @@
 #   minimal-plain   scripts/peers/minimal_echo.c plain  (recvmmsg/sendmmsg)
 #   minimal-gso     ... gso    (GSO replies)
 #   minimal-grogso  ... grogso (GRO requests + GSO replies: the floor)
+#   udpd-base       another udpd binary, same flags (--baseline PATH): an A/B of
+#                   two builds in the same run
 # A peer that cannot be had (package not installable, build failure, no
 # readiness) is skipped with one line.
 #
@@ -37,6 +39,8 @@
 #   --server-cpus L    taskset list for servers (default 0; env SERVER_CPUS)
 #   --load-cpu N       taskset CPU for the load (default 1; env LOAD_CPU)
 #   --load-args "..."  extra arguments for every `udpd load` (e.g. "--batch 32")
+#   --baseline PATH    a second udpd binary, measured as server udpd-base (add
+#                      it to --servers; default list gains it when given)
 #   --results FILE     also copy the raw per-run results (TSV) there
 #   --plot FILE        draw p99 against offered load with scripts/plot.sh
 #   --no-netns         plain loopback even as root (env NO_NETNS=1)
@@ -61,6 +65,7 @@ WORKERS=1
 LOAD_ARGS=""
 RESULTS_COPY=""
 PLOT=""
+BASELINE=""
 while [[ $# -gt 0 ]]; do
   case $1 in
     --servers) SERVERS=$2; shift 2 ;;
@@ -78,6 +83,7 @@ while [[ $# -gt 0 ]]; do
     --load-args) LOAD_ARGS=$2; shift 2 ;;
     --results) RESULTS_COPY=$2; shift 2 ;;
     --plot) PLOT=$2; shift 2 ;;
+    --baseline) BASELINE=$2; [[ -x $BASELINE ]] || die "--baseline $BASELINE is not executable"; shift 2 ;;
     --no-netns) NO_NETNS=1; shift ;;
     --keep) KEEP=1; shift ;;
     -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
@@ -111,9 +117,14 @@ first_cpu=${SERVER_CPUS%%[,-]*}
 start_peer() {
   local name=$1 port=$2
   case $name in
-    udpd)
+    udpd | udpd-base)
+      local binary=$UDPD
+      if [[ $name == udpd-base ]]; then
+        [[ -n $BASELINE ]] || { log "SKIP udpd-base: no --baseline PATH"; return 1; }
+        binary=$BASELINE
+      fi
       # shellcheck disable=SC2046
-      start_server udpd "$SERVER_CPUS" line "$port" "$UDPD" serve --listen "127.0.0.1:$port" \
+      start_server "$name" "$SERVER_CPUS" line "$port" "$binary" serve --listen "127.0.0.1:$port" \
         --workers "$WORKERS" $(udpd_cpu_args "$WORKERS") --quiet ;;
     py_echo)
       start_server py_echo "$first_cpu" line "$port" python3 "$PEERS_DIR/py_echo.py" "$port" 127.0.0.1 ;;
@@ -174,7 +185,7 @@ for server in "${server_list[@]}"; do
   expect="echo"
   [[ $server == nginx ]] && expect=ack:ACK
   workers=1
-  [[ $server == udpd ]] && workers=$WORKERS
+  [[ $server == udpd || $server == udpd-base ]] && workers=$WORKERS
   for regime in "${regime_list[@]}"; do
     read -r -a rargs <<<"$(regime_args "$regime")"
     IFS=, read -r -a rate_list <<<"$(rates_of "$regime")"
