@@ -64,8 +64,9 @@ pub fn open(
             errno.desc()
         ))
     })?;
-    if let Some(bytes) = config.rcvbuf {
-        set_buffer(&fd, bytes, Buffer::Receive, warnings);
+    match config.rcvbuf {
+        Some(bytes) => set_buffer(&fd, bytes, Buffer::Receive, warnings),
+        None => set_default_rcvbuf(&fd, warnings),
     }
     if let Some(bytes) = config.sndbuf {
         set_buffer(&fd, bytes, Buffer::Send, warnings);
@@ -120,6 +121,31 @@ pub fn open(
         local,
         features,
     })
+}
+
+/// The receive buffer asked for when `--rcvbuf` is not given. The kernel's own default (208 KiB) holds
+/// only a few hundred small datagrams (each costs ~768 bytes of buffer), so a burst of a few hundred
+/// clients at once would overflow it; 4 MiB holds about 5,000 small datagrams or 2,800 of 1,400 bytes.
+pub const DEFAULT_RCVBUF: usize = 4 << 20;
+
+/// Asks for [`DEFAULT_RCVBUF`] (forcing past `net.core.rmem_max` when privileged); when the kernel caps
+/// it, one notice names the sysctl. Never shrinks a larger system default.
+fn set_default_rcvbuf(fd: &OwnedFd, warnings: &mut Vec<String>) {
+    let granted = |fd: &OwnedFd| nix::sys::socket::getsockopt(fd, sockopt::RcvBuf).unwrap_or(0);
+    // The kernel reports twice what was asked (bookkeeping overhead included).
+    if granted(fd) >= 2 * DEFAULT_RCVBUF {
+        return;
+    }
+    if setsockopt(fd, sockopt::RcvBufForce, &DEFAULT_RCVBUF).is_ok() {
+        return;
+    }
+    let _ = setsockopt(fd, sockopt::RcvBuf, &DEFAULT_RCVBUF);
+    let now = granted(fd);
+    if now < DEFAULT_RCVBUF {
+        warnings.push(format!(
+            "receive buffer is {now} bytes, less than udpd's default of {DEFAULT_RCVBUF}: bursts beyond it are dropped (kernel_rx_overflow); raise net.core.rmem_max (sysctl -w net.core.rmem_max={DEFAULT_RCVBUF}) or run as root, or set --rcvbuf"
+        ));
+    }
 }
 
 #[derive(Clone, Copy)]
