@@ -6,6 +6,7 @@
 
 mod counters;
 pub mod export;
+mod http;
 mod link;
 pub mod metrics;
 mod report;
