@@ -8,6 +8,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use udpd::stats::export::initial_prometheus;
 use udpd::stats::metrics::{serve, serve_with, Limits, MetricsText};
 
 /// Bound on every wait in this file; a healthy endpoint answers in milliseconds.
@@ -78,6 +79,15 @@ fn the_first_scrape_serves_the_initial_text_and_later_ones_the_published() {
     let (status, body) = exchange(addr, b"HEAD /metrics HTTP/1.1\r\n\r\n");
     assert_eq!(status, "HTTP/1.1 200 OK");
     assert_eq!(body, "", "HEAD has no body");
+}
+
+#[test]
+fn the_all_zero_exposition_is_served_before_the_first_interval() {
+    let addr = start(MetricsText::new(initial_prometheus(2)));
+    let (status, body) = scrape(addr);
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert!(body.contains("udpd_rx_total{worker=\"1\"} 0\n"), "{body}");
+    assert!(body.contains("udpd_workers 2\n"), "{body}");
 }
 
 #[test]
