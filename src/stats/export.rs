@@ -134,6 +134,15 @@ pub fn prometheus(totals: &[WorkerStats], last_interval: &WorkerStats) -> String
     out
 }
 
+/// The exposition before the first interval: every counter 0 for each of `workers`, latency quantiles NaN
+/// (as after an interval without traffic). Serve it from the start with `MetricsText::new`.
+pub fn initial_prometheus(workers: usize) -> String {
+    prometheus(
+        &vec![WorkerStats::default(); workers],
+        &WorkerStats::default(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,5 +193,17 @@ mod tests {
         assert!(text.contains("# TYPE udpd_tx_total counter"));
         assert!(text.contains("udpd_latency_seconds{quantile=\"0.99\"} 0.00002"));
         assert!(text.contains("udpd_latency_seconds_count 9\n"));
+    }
+
+    #[test]
+    fn the_initial_exposition_has_every_counter_at_zero_for_every_worker() {
+        let text = initial_prometheus(2);
+        for (name, _) in Counters::default().fields() {
+            for worker in 0..2 {
+                let sample = format!("udpd_{name}_total{{worker=\"{worker}\"}} 0\n");
+                assert!(text.contains(&sample), "{sample} missing from:\n{text}");
+            }
+        }
+        assert!(text.contains("udpd_workers 2\n"));
     }
 }
