@@ -145,7 +145,7 @@ pub fn run_from_args(args: ServeArgs) -> Result<()> {
 /// Runs the daemon with a resolved configuration until SIGINT or SIGTERM.
 pub fn run(config: &ServeConfig) -> Result<()> {
     // The metrics listener is bound before privileges are dropped, like the UDP sockets.
-    let metrics = MetricsText::default();
+    let metrics = MetricsText::new(crate::stats::export::initial_prometheus(config.workers));
     if let Some(addr) = config.metrics {
         let bound = crate::stats::metrics::serve(addr, metrics.clone())?;
         eprintln!("udpd: metrics on http://{bound}/metrics");

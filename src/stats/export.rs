@@ -84,7 +84,6 @@ pub fn summary_json(summary: &Summary, settings: Value) -> String {
             "max": total.batch_sizes.max(),
         },
         "accounting_holds": total.counters.unaccounted() == 0,
-        "kernel_arrived": total.counters.rx + total.counters.kernel_rx_overflow,
     })
     .to_string()
 }
