@@ -100,6 +100,18 @@ counters! {
     gro_trains,
     /// Sent messages that carried more than one datagram (GSO).
     gso_trains,
+    /// Refused by the loop guard: source port 0, our own port, a reflecting service's port
+    /// (`--loop-guard-ports`), or a source address no real sender has.
+    loop_guard: dropped,
+    /// Refused by an ACL (`--allow`/`--deny`).
+    acl_denied: dropped,
+    /// Refused by the per-source rate limit (`--limit`).
+    rate_limited: dropped,
+    /// The reply would have been more than `--max-amplification` times the request (whole-packet bytes):
+    /// not sent.
+    amplification_refused: dropped,
+    /// `--limit-dry-run`: datagrams the rate limit would have refused, answered all the same.
+    rate_limited_dry_run,
 }
 
 impl Counters {
@@ -132,7 +144,11 @@ mod tests {
                 "no_reply",
                 "tx_backpressure",
                 "tx_error",
-                "unsent_at_exit"
+                "unsent_at_exit",
+                "loop_guard",
+                "acl_denied",
+                "rate_limited",
+                "amplification_refused"
             ]
         );
         let interval: Vec<_> = Counters::default()
@@ -142,7 +158,16 @@ mod tests {
             .collect();
         assert_eq!(
             interval,
-            ["truncated", "no_reply", "tx_backpressure", "tx_error"]
+            [
+                "truncated",
+                "no_reply",
+                "tx_backpressure",
+                "tx_error",
+                "loop_guard",
+                "acl_denied",
+                "rate_limited",
+                "amplification_refused"
+            ]
         );
     }
 

@@ -163,7 +163,7 @@ mod tests {
         stats
     }
 
-    /// The exact text of the format before the stats room was split (docs/SERVE_OUTPUT.md).
+    /// The exact text of the format (docs/SERVE_OUTPUT.md), guard counters included.
     #[test]
     fn interval_lines_keep_their_exact_format() {
         let (busy, idle) = (busy(), WorkerStats::default());
@@ -179,11 +179,11 @@ mod tests {
         };
         assert_eq!(
             line(&busy),
-            "[     1.5s] rx/s=24690 tx/s=24000 drop/s truncated=10 no_reply=600 tx_backpressure=40 tx_error=14 kernel_rx_overflow=198 batch=10.0 lat_us p50=12 p99=99 p99.9=99 max=99"
+            "[     1.5s] rx/s=24690 tx/s=24000 drop/s truncated=10 no_reply=600 tx_backpressure=40 tx_error=14 loop_guard=0 acl_denied=0 rate_limited=0 amplification_refused=0 kernel_rx_overflow=198 batch=10.0 lat_us p50=12 p99=99 p99.9=99 max=99"
         );
         assert_eq!(
             line(&idle),
-            "[     1.5s] rx/s=0 tx/s=0 drop/s truncated=0 no_reply=0 tx_backpressure=0 tx_error=0 kernel_rx_overflow=0 batch=0.0 lat_us -"
+            "[     1.5s] rx/s=0 tx/s=0 drop/s truncated=0 no_reply=0 tx_backpressure=0 tx_error=0 loop_guard=0 acl_denied=0 rate_limited=0 amplification_refused=0 kernel_rx_overflow=0 batch=0.0 lat_us -"
         );
     }
 
@@ -198,12 +198,12 @@ mod tests {
         };
         let expected = "\
 == summary: 3.21 s, 2 workers, handler echo, gso on, gro on ==
-worker 0: rx=12345 tx=12000 rx_bytes=0 tx_bytes=0 truncated=5 no_reply=300 tx_backpressure=20 tx_error=7 unsent_at_exit=13 kernel_rx_overflow=99 gso_disabled=0 gro_trains=4 gso_trains=0
-worker 1: rx=0 tx=0 rx_bytes=0 tx_bytes=0 truncated=0 no_reply=0 tx_backpressure=0 tx_error=0 unsent_at_exit=0 kernel_rx_overflow=0 gso_disabled=0 gro_trains=0 gso_trains=0
-total: rx=12345 tx=12000 rx_bytes=0 tx_bytes=0 truncated=5 no_reply=300 tx_backpressure=20 tx_error=7 unsent_at_exit=13 kernel_rx_overflow=99 gso_disabled=0 gro_trains=4 gso_trains=0
+worker 0: rx=12345 tx=12000 rx_bytes=0 tx_bytes=0 truncated=5 no_reply=300 tx_backpressure=20 tx_error=7 unsent_at_exit=13 kernel_rx_overflow=99 gso_disabled=0 gro_trains=4 gso_trains=0 loop_guard=0 acl_denied=0 rate_limited=0 amplification_refused=0 rate_limited_dry_run=0
+worker 1: rx=0 tx=0 rx_bytes=0 tx_bytes=0 truncated=0 no_reply=0 tx_backpressure=0 tx_error=0 unsent_at_exit=0 kernel_rx_overflow=0 gso_disabled=0 gro_trains=0 gso_trains=0 loop_guard=0 acl_denied=0 rate_limited=0 amplification_refused=0 rate_limited_dry_run=0
+total: rx=12345 tx=12000 rx_bytes=0 tx_bytes=0 truncated=5 no_reply=300 tx_backpressure=20 tx_error=7 unsent_at_exit=13 kernel_rx_overflow=99 gso_disabled=0 gro_trains=4 gso_trains=0 loop_guard=0 acl_denied=0 rate_limited=0 amplification_refused=0 rate_limited_dry_run=0
 latency_us: count=103 min=12 p50=12 p90=12 p99=99 p99.9=99 p99.99=99 max=99 mean=14.9
 batches: calls=2 mean=10.0 max=17
-accounting: rx=12345 = tx=12000 + truncated=5 + no_reply=300 + tx_backpressure=20 + tx_error=7 + unsent_at_exit=13 (holds)
+accounting: rx=12345 = tx=12000 + truncated=5 + no_reply=300 + tx_backpressure=20 + tx_error=7 + unsent_at_exit=13 + loop_guard=0 + acl_denied=0 + rate_limited=0 + amplification_refused=0 (holds)
 kernel: rx=12345 datagrams read, kernel_rx_overflow=99 packets dropped at the socket (a GRO train counts once)
 ";
         assert_eq!(
@@ -222,7 +222,7 @@ kernel: rx=12345 datagrams read, kernel_rx_overflow=99 packets dropped at the so
             total: stats,
         };
         assert!(summary.render("x").contains(
-            "accounting: rx=12345 = tx=12001 + truncated=5 + no_reply=300 + tx_backpressure=20 + tx_error=7 + unsent_at_exit=13 (VIOLATED)\n"
+            "accounting: rx=12345 = tx=12001 + truncated=5 + no_reply=300 + tx_backpressure=20 + tx_error=7 + unsent_at_exit=13 + loop_guard=0 + acl_denied=0 + rate_limited=0 + amplification_refused=0 (VIOLATED)\n"
         ));
     }
 }
