@@ -4,6 +4,7 @@
 //! `queue` holds replies until the kernel takes them and groups them into GSO trains, `segments`
 //! knows how datagrams sit in GRO buffers and GSO trains.
 
+pub mod guard;
 pub mod queue;
 pub mod segments;
 pub mod server;
