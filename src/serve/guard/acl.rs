@@ -65,8 +65,10 @@ impl Acl {
             }
         }
         // Longest prefix first; at equal length deny (false) before allow (true): the first match decides.
-        acl.v4.sort_by_key(|rule| (std::cmp::Reverse(rule.prefix), rule.allow));
-        acl.v6.sort_by_key(|rule| (std::cmp::Reverse(rule.prefix), rule.allow));
+        acl.v4
+            .sort_by_key(|rule| (std::cmp::Reverse(rule.prefix), rule.allow));
+        acl.v6
+            .sort_by_key(|rule| (std::cmp::Reverse(rule.prefix), rule.allow));
         acl.v4.dedup_by_key(|rule| (rule.network, rule.prefix));
         acl.v6.dedup_by_key(|rule| (rule.network, rule.prefix));
         acl
@@ -152,7 +154,10 @@ mod tests {
         );
         assert!(!allows(&acl, "10.9.9.9"), "only the /8 deny matches");
         assert!(allows(&acl, "10.1.2.4"), "the /24 allow beats the /8 deny");
-        assert!(!allows(&acl, "10.1.2.3"), "the /32 deny beats the /24 allow");
+        assert!(
+            !allows(&acl, "10.1.2.3"),
+            "the /32 deny beats the /24 allow"
+        );
         assert!(allows(&acl, "2001:db8:1::9"));
         assert!(!allows(&acl, "2001:db8:2::9"));
     }

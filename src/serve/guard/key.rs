@@ -90,6 +90,9 @@ mod tests {
             sets[(key.hash_v4(n) >> 58) as usize] += 1;
             sets[(key.hash_v6(u128::from(n) << 72) >> 58) as usize] += 1;
         }
-        assert!(sets.iter().all(|&count| (1600..2400).contains(&count)), "{sets:?}");
+        assert!(
+            sets.iter().all(|&count| (1600..2400).contains(&count)),
+            "{sets:?}"
+        );
     }
 }

@@ -104,7 +104,8 @@ impl Limiter {
         let now = self.units(now);
         let span = self.span;
         // `sets.len()` is a power of two: the shift alone is in range; the mask keeps that obvious.
-        let index = (hash.checked_shr(self.set_shift).unwrap_or(0) as usize) & (self.sets.len() - 1);
+        let index =
+            (hash.checked_shr(self.set_shift).unwrap_or(0) as usize) & (self.sets.len() - 1);
         let set = &mut self.sets[index].0;
         let way = match set.iter().position(|entry| entry.fingerprint == hash) {
             Some(way) => way,
@@ -187,9 +188,21 @@ mod tests {
         assert_eq!(limiter.take(source, 1, Tick(1_000)), 0);
         assert_eq!(limiter.take(source, 1, Tick(1_099)), 0, "99 ms: not yet");
         assert_eq!(limiter.take(source, 5, Tick(1_100)), 1, "100 ms: one token");
-        assert_eq!(limiter.take(source, 9, Tick(1_350)), 2, "250 ms: two, half a token kept");
-        assert_eq!(limiter.take(source, 9, Tick(1_400)), 1, "the half plus 50 ms");
-        assert_eq!(limiter.take(source, 9, Tick(60_000)), 5, "idle: back to the burst, no more");
+        assert_eq!(
+            limiter.take(source, 9, Tick(1_350)),
+            2,
+            "250 ms: two, half a token kept"
+        );
+        assert_eq!(
+            limiter.take(source, 9, Tick(1_400)),
+            1,
+            "the half plus 50 ms"
+        );
+        assert_eq!(
+            limiter.take(source, 9, Tick(60_000)),
+            5,
+            "idle: back to the burst, no more"
+        );
         assert_eq!(limiter.take(source, 0, Tick(60_000)), 0);
     }
 
@@ -202,10 +215,18 @@ mod tests {
             GuardKey::random(),
         );
         assert_eq!(limiter.take(ip("198.51.100.1"), 1, Tick(0)), 1);
-        assert_eq!(limiter.take(ip("198.51.100.200"), 5, Tick(0)), 1, "same /24");
+        assert_eq!(
+            limiter.take(ip("198.51.100.200"), 5, Tick(0)),
+            1,
+            "same /24"
+        );
         assert_eq!(limiter.take(ip("198.51.101.1"), 5, Tick(0)), 2, "next /24");
         assert_eq!(limiter.take(ip("2001:db8:0:1::1"), 1, Tick(0)), 1);
-        assert_eq!(limiter.take(ip("2001:db8:0:ff::2"), 5, Tick(0)), 1, "same /48");
+        assert_eq!(
+            limiter.take(ip("2001:db8:0:ff::2"), 5, Tick(0)),
+            1,
+            "same /48"
+        );
         assert_eq!(limiter.take(ip("2001:db8:1::1"), 5, Tick(0)), 2, "next /48");
     }
 
@@ -228,12 +249,20 @@ mod tests {
     fn a_flood_of_forged_sources_keeps_a_limited_source_limited() {
         let mut limiter = limiter(10, 20, 256);
         let victim = ip("192.0.2.7");
-        assert_eq!(limiter.take(victim, 100, Tick(0)), 20, "the burst, then limited");
+        assert_eq!(
+            limiter.take(victim, 100, Tick(0)),
+            20,
+            "the burst, then limited"
+        );
         let mut granted_to_victim = 0;
         for step in 0..200_000u64 {
             let now = Tick(step / 100); // 100 forged datagrams per millisecond, 2 s in all
             let forged = IpAddr::V4((0xc633_0000 + step as u32).into());
-            assert_eq!(limiter.take(forged, 1, now), 1, "every new source has a token");
+            assert_eq!(
+                limiter.take(forged, 1, now),
+                1,
+                "every new source has a token"
+            );
             if step % 100 == 0 {
                 granted_to_victim += limiter.take(victim, 1, now);
             }
@@ -252,9 +281,17 @@ mod tests {
         assert_eq!(limiter.take(source, 1, Tick(0)), 0);
         // Past the rebase point (2^62 units at 10^8 units/ms is about 4.6e10 ms).
         let late = Tick(50_000_000_000);
-        assert_eq!(limiter.take(source, u32::MAX, late), 100_000_000, "full after years");
+        assert_eq!(
+            limiter.take(source, u32::MAX, late),
+            100_000_000,
+            "full after years"
+        );
         assert_eq!(limiter.take(source, 1, late), 0);
-        assert_eq!(limiter.take(source, 1, Tick(late.0 - 5)), 0, "time going back gives nothing");
+        assert_eq!(
+            limiter.take(source, 1, Tick(late.0 - 5)),
+            0,
+            "time going back gives nothing"
+        );
         assert_eq!(limiter.take(source, 1, Tick(u64::MAX)), 1);
         assert_eq!(limiter.take(ip("10.0.0.1"), 7, Tick(u64::MAX)), 7);
     }

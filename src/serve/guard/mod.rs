@@ -129,7 +129,10 @@ impl Guard {
     pub fn new(config: &GuardConfig, local_port: u16, key: GuardKey) -> Guard {
         let loop_ports = config.loop_guard.then(|| {
             let ours = [0, local_port];
-            PortSet::new(ours.into_iter().chain(config.loop_guard_ports.iter().copied()))
+            PortSet::new(
+                ours.into_iter()
+                    .chain(config.loop_guard_ports.iter().copied()),
+            )
         });
         let acl = Acl::new(&config.allow, &config.deny);
         Guard {

@@ -59,7 +59,11 @@ fn the_loop_guard_refuses_port_zero_our_port_and_listed_ports() {
         );
     }
     for source in ["192.0.2.1:4001", "192.0.2.1:1", "[2001:db8::1]:40000"] {
-        assert_eq!(guard.admit(peer(source), 3, now), Admission::all(3), "{source}");
+        assert_eq!(
+            guard.admit(peer(source), 3, now),
+            Admission::all(3),
+            "{source}"
+        );
     }
 }
 
@@ -73,7 +77,10 @@ fn the_loop_guard_uses_the_configured_ports_only() {
         guard.admit(peer("192.0.2.1:9999"), 1, Tick(0)),
         refused(Refusal::LoopGuard, 1)
     );
-    assert_eq!(guard.admit(peer("192.0.2.1:53"), 1, Tick(0)), Admission::all(1));
+    assert_eq!(
+        guard.admit(peer("192.0.2.1:53"), 1, Tick(0)),
+        Admission::all(1)
+    );
     assert_eq!(
         guard.admit(peer("192.0.2.1:0"), 1, Tick(0)),
         refused(Refusal::LoopGuard, 1),
@@ -107,7 +114,11 @@ fn without_the_loop_guard_those_sources_pass() {
     let mut guard = guard(open());
     assert!(guard.admits_everything());
     for source in ["192.0.2.1:0", "192.0.2.1:4000", "192.0.2.1:7", "[::]:5000"] {
-        assert_eq!(guard.admit(peer(source), 2, Tick(0)), Admission::all(2), "{source}");
+        assert_eq!(
+            guard.admit(peer(source), 2, Tick(0)),
+            Admission::all(2),
+            "{source}"
+        );
     }
     assert!(!self::guard(GuardConfig::default()).admits_everything());
 }
@@ -121,16 +132,32 @@ fn the_acl_applies_longest_prefix_with_deny_winning_ties() {
     });
     let verdict = |guard: &mut Guard, source: &str| guard.admit(peer(source), 1, Tick(0));
     assert_eq!(verdict(&mut guard, "10.1.9.9:5000"), Admission::all(1));
-    assert_eq!(verdict(&mut guard, "[::ffff:10.1.9.9]:5000"), Admission::all(1));
-    assert_eq!(verdict(&mut guard, "10.1.2.3:5000"), refused(Refusal::AclDenied, 1));
-    assert_eq!(verdict(&mut guard, "10.2.0.1:5000"), refused(Refusal::AclDenied, 1));
-    assert_eq!(verdict(&mut guard, "192.0.2.5:5000"), refused(Refusal::AclDenied, 1), "tie");
+    assert_eq!(
+        verdict(&mut guard, "[::ffff:10.1.9.9]:5000"),
+        Admission::all(1)
+    );
+    assert_eq!(
+        verdict(&mut guard, "10.1.2.3:5000"),
+        refused(Refusal::AclDenied, 1)
+    );
+    assert_eq!(
+        verdict(&mut guard, "10.2.0.1:5000"),
+        refused(Refusal::AclDenied, 1)
+    );
+    assert_eq!(
+        verdict(&mut guard, "192.0.2.5:5000"),
+        refused(Refusal::AclDenied, 1),
+        "tie"
+    );
     assert_eq!(
         verdict(&mut guard, "198.51.100.1:5000"),
         refused(Refusal::AclDenied, 1),
         "allow-list mode: no match is denied"
     );
-    assert_eq!(verdict(&mut guard, "[2001:db8::1]:5000"), refused(Refusal::AclDenied, 1));
+    assert_eq!(
+        verdict(&mut guard, "[2001:db8::1]:5000"),
+        refused(Refusal::AclDenied, 1)
+    );
 }
 
 #[test]
@@ -144,8 +171,14 @@ fn a_deny_list_alone_allows_the_rest() {
         guard.admit(peer("[2001:db8:5::1]:5000"), 4, Tick(0)),
         refused(Refusal::AclDenied, 4)
     );
-    assert_eq!(guard.admit(peer("[2001:db9::1]:5000"), 4, Tick(0)), Admission::all(4));
-    assert_eq!(guard.admit(peer("192.0.2.1:5000"), 4, Tick(0)), Admission::all(4));
+    assert_eq!(
+        guard.admit(peer("[2001:db9::1]:5000"), 4, Tick(0)),
+        Admission::all(4)
+    );
+    assert_eq!(
+        guard.admit(peer("192.0.2.1:5000"), 4, Tick(0)),
+        Admission::all(4)
+    );
 }
 
 #[test]
@@ -170,7 +203,10 @@ fn rules_apply_in_order_and_refused_sources_spend_no_tokens() {
         );
     }
     // 198.51.100.1 tried 50 datagrams from port 53, none spent a token: its burst is whole.
-    assert_eq!(guard.admit(peer("198.51.100.1:5000"), 2, Tick(0)), Admission::all(2));
+    assert_eq!(
+        guard.admit(peer("198.51.100.1:5000"), 2, Tick(0)),
+        Admission::all(2)
+    );
 }
 
 #[test]
@@ -178,12 +214,32 @@ fn the_limiter_gives_the_burst_then_the_rate() {
     let mut guard = guard(limited(10, 4));
     let source = peer("192.0.2.1:5000");
     assert_eq!(guard.admit(source, 4, Tick(0)), Admission::all(4));
-    assert_eq!(guard.admit(source, 1, Tick(0)), refused(Refusal::RateLimited, 1));
-    assert_eq!(guard.admit(source, 1, Tick(99)), refused(Refusal::RateLimited, 1));
-    assert_eq!(guard.admit(source, 1, Tick(100)), Admission::all(1), "10/s: one per 100 ms");
-    assert_eq!(guard.admit(source, 1, Tick(150)), refused(Refusal::RateLimited, 1));
-    assert_eq!(guard.admit(source, 4, Tick(10_000)), Admission::all(4), "refilled to the burst");
-    assert_eq!(guard.admit(source, 1, Tick(10_000)), refused(Refusal::RateLimited, 1));
+    assert_eq!(
+        guard.admit(source, 1, Tick(0)),
+        refused(Refusal::RateLimited, 1)
+    );
+    assert_eq!(
+        guard.admit(source, 1, Tick(99)),
+        refused(Refusal::RateLimited, 1)
+    );
+    assert_eq!(
+        guard.admit(source, 1, Tick(100)),
+        Admission::all(1),
+        "10/s: one per 100 ms"
+    );
+    assert_eq!(
+        guard.admit(source, 1, Tick(150)),
+        refused(Refusal::RateLimited, 1)
+    );
+    assert_eq!(
+        guard.admit(source, 4, Tick(10_000)),
+        Admission::all(4),
+        "refilled to the burst"
+    );
+    assert_eq!(
+        guard.admit(source, 1, Tick(10_000)),
+        refused(Refusal::RateLimited, 1)
+    );
 }
 
 #[test]
@@ -208,7 +264,10 @@ fn a_gro_buffer_is_admitted_in_part_when_fewer_tokens_remain() {
 #[test]
 fn mapped_ipv6_sources_share_the_bucket_of_their_ipv4_address() {
     let mut guard = guard(limited(1, 3));
-    assert_eq!(guard.admit(peer("192.0.2.9:5000"), 2, Tick(0)), Admission::all(2));
+    assert_eq!(
+        guard.admit(peer("192.0.2.9:5000"), 2, Tick(0)),
+        Admission::all(2)
+    );
     let verdict = guard.admit(peer("[::ffff:192.0.2.9]:6000"), 2, Tick(0));
     assert_eq!((verdict.admitted, verdict.refused), (1, 1));
 }
@@ -246,7 +305,10 @@ fn a_table_full_of_forged_sources_keeps_a_limited_source_limited_in_fixed_memory
         limit_table: 4_096,
         ..limited(100, 50)
     });
-    assert_eq!((guard.limiter_capacity(), guard.limiter_bytes()), (4_096, 4_096 * 16));
+    assert_eq!(
+        (guard.limiter_capacity(), guard.limiter_bytes()),
+        (4_096, 4_096 * 16)
+    );
     let victim = peer("203.0.113.5:5000");
     assert_eq!(guard.admit(victim, 64, Tick(0)).admitted, 50);
     let mut victim_admitted = 0;
@@ -261,7 +323,10 @@ fn a_table_full_of_forged_sources_keeps_a_limited_source_limited_in_fixed_memory
     }
     // 1 s at 100/s refills about 100 tokens, but the victim asked for one per ms (1,000 in all).
     assert!((95..=101).contains(&victim_admitted), "{victim_admitted}");
-    assert_eq!((guard.limiter_capacity(), guard.limiter_bytes()), (4_096, 4_096 * 16));
+    assert_eq!(
+        (guard.limiter_capacity(), guard.limiter_bytes()),
+        (4_096, 4_096 * 16)
+    );
 }
 
 #[test]
@@ -275,9 +340,18 @@ fn the_default_table_is_65536_entries_of_16_bytes() {
 #[test]
 fn zero_datagrams_are_neither_admitted_nor_refused() {
     let mut guard = guard(limited(1, 1));
-    assert_eq!(guard.admit(peer("192.0.2.1:5000"), 0, Tick(0)), Admission::all(0));
-    assert_eq!(guard.admit(peer("192.0.2.1:0"), 0, Tick(0)), Admission::all(0));
-    assert_eq!(guard.admit(peer("192.0.2.1:5000"), 1, Tick(0)), Admission::all(1));
+    assert_eq!(
+        guard.admit(peer("192.0.2.1:5000"), 0, Tick(0)),
+        Admission::all(0)
+    );
+    assert_eq!(
+        guard.admit(peer("192.0.2.1:0"), 0, Tick(0)),
+        Admission::all(0)
+    );
+    assert_eq!(
+        guard.admit(peer("192.0.2.1:5000"), 1, Tick(0)),
+        Admission::all(1)
+    );
 }
 
 #[test]
