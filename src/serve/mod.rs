@@ -1,11 +1,13 @@
 //! `udpd serve`: the server that starts per-core workers, and everything on a worker's datapath.
 //!
-//! - `server` starts the workers, handles signals and waits; `socket` opens and probes a worker's socket.
+//! - `server` starts the workers, handles signals and waits; `socket` opens and probes a worker's socket;
+//!   `privilege` drops root after binding; `proc_net` reads the kernel's UDP socket tables.
 //! - `worker` is one event loop; `receive` is its receive buffer, `respond` turns a received batch into
-//!   replies, `transmit` hands them to the kernel.
+//!   replies after the `guard` stage, `transmit` hands them to the kernel.
 //! - `segments` knows how datagrams sit in GRO buffers and GSO trains, `train` groups replies into GSO
 //!   trains (pure code), `queue` holds them until the kernel takes them.
 
+pub mod guard;
 pub mod privilege;
 pub mod proc_net;
 pub mod queue;

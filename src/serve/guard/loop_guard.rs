@@ -1,0 +1,109 @@
+//! The loop guard's two tests: source ports that must never be answered (a 65,536-bit set) and source
+//! addresses that no real sender can have.
+
+use std::net::IpAddr;
+
+/// A set of ports, one bit each: 8 KiB, O(1) membership.
+#[derive(Clone)]
+pub struct PortSet {
+    bits: Box<[u64; 1024]>,
+}
+
+impl PortSet {
+    pub fn new(ports: impl IntoIterator<Item = u16>) -> Self {
+        let mut set = PortSet {
+            bits: Box::new([0; 1024]),
+        };
+        for port in ports {
+            set.bits[usize::from(port >> 6)] |= 1 << (port & 63);
+        }
+        set
+    }
+
+    #[inline]
+    pub fn contains(&self, port: u16) -> bool {
+        self.bits[usize::from(port >> 6)] & (1 << (port & 63)) != 0
+    }
+
+    /// How many ports are in the set.
+    pub fn len(&self) -> usize {
+        self.bits
+            .iter()
+            .map(|word| word.count_ones() as usize)
+            .sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl std::fmt::Debug for PortSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ports = (0..=u16::MAX).filter(|&port| self.contains(port));
+        f.debug_set().entries(ports).finish()
+    }
+}
+
+/// Whether `ip` (already canonical: IPv4-mapped IPv6 given as IPv4) cannot be the source of a real
+/// datagram, so that a datagram claiming it is forged: the unspecified address (0.0.0.0, ::), multicast
+/// (224.0.0.0/4, ff00::/8) and the IPv4 limited broadcast 255.255.255.255.
+#[inline]
+pub fn impossible_source(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_unspecified() || v4.is_multicast() || v4.is_broadcast(),
+        IpAddr::V6(v6) => v6.is_unspecified() || v6.is_multicast(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::guard::canonical;
+
+    #[test]
+    fn a_port_set_holds_exactly_its_ports() {
+        let set = PortSet::new([0, 7, 63, 64, 65_535]);
+        for port in [0, 7, 63, 64, 65_535] {
+            assert!(set.contains(port), "{port}");
+        }
+        for port in [1, 6, 8, 62, 65, 65_534] {
+            assert!(!set.contains(port), "{port}");
+        }
+        assert_eq!(set.len(), 5);
+        assert!(PortSet::new([]).is_empty());
+        assert_eq!(format!("{:?}", PortSet::new([9, 3])), "{3, 9}");
+    }
+
+    #[test]
+    fn impossible_sources_are_recognised_in_every_form() {
+        for text in [
+            "0.0.0.0",
+            "224.0.0.1",
+            "239.255.255.255",
+            "255.255.255.255",
+            "::",
+            "ff02::1",
+            "ff0e::1",
+            "::ffff:0.0.0.0",
+            "::ffff:224.0.0.251",
+            "::ffff:255.255.255.255",
+        ] {
+            let ip = canonical(text.parse().unwrap());
+            assert!(impossible_source(ip), "{text}");
+        }
+        for text in [
+            "127.0.0.1",
+            "10.0.0.1",
+            "192.0.2.255",
+            "223.255.255.255",
+            "::1",
+            "2001:db8::1",
+            "fe80::1",
+            "::ffff:192.0.2.1",
+        ] {
+            let ip = canonical(text.parse().unwrap());
+            assert!(!impossible_source(ip), "{text}");
+        }
+    }
+}
