@@ -1,12 +1,15 @@
-//! Turns one received batch into staged replies: per received buffer, the receive-side bookkeeping, then
-//! the one choice of reply path (borrow the bytes, answer the whole train at once, or one by one).
+//! Turns one received batch into staged replies: per received buffer, the receive-side bookkeeping, the
+//! guard stage, then the one choice of reply path (borrow the bytes, answer the whole train at once, or
+//! one by one, each reply within the amplification cap).
 
 use std::net::SocketAddr;
 
+use super::guard::{Refusal, Tick};
 use super::queue::Destination;
 use super::segments::Received;
 use super::transmit::realtime_ns;
 use super::worker::Worker;
+use crate::config::guard::canonical;
 use crate::sys::limits::{GSO_MAX_BYTES, GSO_MAX_SEGMENTS};
 
 /// How the replies to one received buffer are produced.
@@ -51,6 +54,8 @@ impl Worker {
     /// one datagram) and stages the replies.
     pub(super) fn respond(&mut self, count: usize) {
         let batch_time_ns = realtime_ns();
+        let now = Tick::from_elapsed(self.started.elapsed());
+        let guarded = !self.guard.admits_everything();
         let echoes = self.handler.echoes_requests();
         let mut datagrams = 0u64;
         for i in 0..count {
@@ -91,6 +96,24 @@ impl Worker {
             };
             let rx_time_ns = info.control.rx_time_ns.unwrap_or(batch_time_ns);
             let peer = info.peer.to_socket_addr();
+            let mut admitted = view.count();
+            if guarded {
+                let verdict = self.guard.admit(peer, view.count() as u32, now);
+                let counters = &mut self.stats.current.counters;
+                counters.rate_limited_dry_run += u64::from(verdict.dry_run_refused);
+                if let Some(reason) = verdict.reason {
+                    let refused = u64::from(verdict.refused);
+                    match reason {
+                        Refusal::LoopGuard => counters.loop_guard += refused,
+                        Refusal::AclDenied => counters.acl_denied += refused,
+                        Refusal::RateLimited => counters.rate_limited += refused,
+                    }
+                }
+                if verdict.admitted == 0 {
+                    continue;
+                }
+                admitted = verdict.admitted as usize;
+            }
             if !self.tx.queue.has_room() {
                 self.flush();
             }
@@ -99,18 +122,21 @@ impl Worker {
                 group,
                 rx_time_ns,
                 peer,
+                datagrams: admitted,
             };
             self.answer(start, reply, echoes);
         }
         self.stats.current.record_batch(datagrams);
     }
 
-    /// Stages the replies to the received buffer that starts at `start` in the receive buffer.
+    /// Stages the replies to the admitted datagrams of the received buffer that starts at `start` in the
+    /// receive buffer.
     fn answer(&mut self, start: usize, reply: Reply, echoes: bool) {
         let Worker {
             rx,
             tx,
             handler,
+            guard,
             stats,
             socket,
             max_datagram,
@@ -118,7 +144,10 @@ impl Worker {
         } = self;
         let stats = &mut *stats.current;
         let max_datagram = *max_datagram;
-        let view = rx.view_at(start);
+        let view = rx.view_at(start).prefix(reply.datagrams);
+        // Echo-like replies are never larger than their requests: only other replies are measured.
+        let capped = guard.amplification_enabled() && !echoes;
+        let ipv6 = canonical(reply.peer.ip()).is_ipv6();
         let queue = &mut tx.queue;
         let path = reply_path(&view, echoes, queue.gso_enabled(), max_datagram);
         let Reply {
@@ -126,6 +155,7 @@ impl Worker {
             group,
             rx_time_ns,
             peer,
+            ..
         } = reply;
         if path == ReplyPath::Borrow && queue.has_room() {
             let bytes = view.bytes().len();
@@ -168,6 +198,9 @@ impl Worker {
             }
             let queue = &mut tx.queue;
             match handler.handle(request, peer, queue.reply_buffer()) {
+                Some(len) if capped && !guard.reply_within_cap(request.len(), len, ipv6) => {
+                    stats.counters.amplification_refused += 1;
+                }
                 Some(len) => queue.stage(len, &destination, group, rx_time_ns),
                 None => stats.counters.no_reply += 1,
             }
@@ -182,6 +215,8 @@ struct Reply {
     group: u64,
     rx_time_ns: u64,
     peer: SocketAddr,
+    /// How many of the buffer's datagrams the guard admitted (the first ones).
+    datagrams: usize,
 }
 
 #[cfg(test)]

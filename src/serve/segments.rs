@@ -47,6 +47,16 @@ impl<'a> Received<'a> {
         self.bytes.len() > self.stride
     }
 
+    /// The first `n` datagrams only (all of them when `n >= count()`; at least one).
+    #[inline]
+    pub fn prefix(&self, n: usize) -> Received<'a> {
+        let end = n.max(1).saturating_mul(self.stride).min(self.bytes.len());
+        Received {
+            bytes: &self.bytes[..end],
+            stride: self.stride,
+        }
+    }
+
     /// The datagrams, in order; an empty datagram yields one empty slice.
     #[inline]
     pub fn segments(&self) -> impl Iterator<Item = &'a [u8]> + 'a {
@@ -126,6 +136,11 @@ mod tests {
         );
         let view = Received::new(b"abcdef", Some(2));
         assert_eq!((view.stride(), view.count(), view.is_train()), (2, 3, true));
+        let first_two = view.prefix(2);
+        assert_eq!((first_two.bytes(), first_two.count()), (&b"abcd"[..], 2));
+        assert_eq!(view.prefix(1).count(), 1);
+        assert!(!view.prefix(1).is_train());
+        assert_eq!(view.prefix(99).bytes(), b"abcdef");
         let lone = Received::new(b"ab", Some(2));
         assert_eq!(
             (lone.stride(), lone.count(), lone.is_train()),

@@ -10,6 +10,7 @@ use std::time::Instant;
 use mio::{Poll, Waker};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
 
+use super::guard::{Guard, GuardKey};
 use crate::config::ReportFormat;
 use crate::config::{ServeArgs, ServeConfig};
 use crate::error::{Error, ErrorKind, Result};
@@ -70,6 +71,8 @@ impl Server {
         let stop = Arc::new(AtomicBool::new(false));
         let mut wakers = Vec::with_capacity(config.workers);
         let mut parts = Vec::with_capacity(config.workers);
+        // One random key for every worker's rate-limit table, so no one can aim hash collisions.
+        let guard_key = GuardKey::random();
         for (index, (socket, link)) in sockets.into_iter().zip(links).enumerate() {
             let poll = Poll::new()
                 .map_err(|e| Error::io(format!("cannot create an event loop: {e}"), e))?;
@@ -84,6 +87,7 @@ impl Server {
                 batch: config.batch,
                 max_datagram: config.max_datagram,
                 handler: make_handler(),
+                guard: Guard::new(&config.guard, address.port(), guard_key),
                 stats: link,
                 interval: config.interval,
                 started,

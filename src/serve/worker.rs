@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token};
 
+use super::guard::Guard;
 use super::queue::ReplyQueue;
 use super::receive::ReceiveBuffer;
 use super::socket::{self, SocketFeatures};
@@ -43,6 +44,7 @@ pub struct WorkerParts {
     pub batch: usize,
     pub max_datagram: usize,
     pub handler: Box<dyn Handler>,
+    pub guard: Guard,
     pub stats: StatsLink,
     pub interval: Duration,
     pub started: Instant,
@@ -58,6 +60,9 @@ pub(super) struct Worker {
     pub rx: ReceiveBuffer,
     pub tx: Transmitter,
     pub handler: Box<dyn Handler>,
+    pub guard: Guard,
+    /// The origin of the guard's coarse clock.
+    pub started: Instant,
     pub stats: StatsLink,
     /// Last cumulative `SO_RXQ_OVFL` value seen, to count only new drops.
     pub last_kernel_drops: u32,
@@ -82,6 +87,7 @@ pub fn run(parts: WorkerParts) {
         batch,
         max_datagram,
         handler,
+        guard,
         stats,
         interval,
         started,
@@ -113,6 +119,8 @@ pub fn run(parts: WorkerParts) {
         rx: ReceiveBuffer::new(batch, slot_size),
         tx: Transmitter::new(index, SOCKET, queue, registry, socket.features.timestamps),
         handler,
+        guard,
+        started,
         stats,
         last_kernel_drops: 0,
         next_group: 0,
