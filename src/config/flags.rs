@@ -9,7 +9,7 @@ use clap::error::ErrorKind;
 use clap::{Arg, ArgAction, ArgMatches, Args, Command, FromArgMatches};
 
 use crate::config::kinds::{Kind, Setting, Value};
-use crate::config::settings::SETTINGS;
+use crate::config::settings;
 use crate::config::{ServeArgs, ServeConfig};
 
 /// A setting's parser as a clap value parser: its errors are the setting's one-line messages.
@@ -97,7 +97,7 @@ impl Args for ServeArgs {
     fn augment_args(cmd: Command) -> Command {
         let defaults = ServeConfig::default();
         let mut cmd = cmd;
-        for setting in &SETTINGS {
+        for setting in settings::all() {
             cmd = cmd.args(args_for(setting, &defaults));
         }
         cmd.arg(
@@ -142,7 +142,7 @@ impl FromArgMatches for ServeArgs {
             self.config = Some(path.clone());
         }
         self.print_config |= given(matches, "print_config");
-        for setting in &SETTINGS {
+        for setting in settings::all() {
             match setting.kind {
                 Kind::Switch { off } => {
                     if given(matches, setting.key) {

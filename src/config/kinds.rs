@@ -77,6 +77,30 @@ pub enum Kind {
     },
 }
 
+/// A text kind without fixed choices.
+pub const fn text(
+    parse: fn(&str) -> Result<Value, Problem>,
+    accepts: &'static str,
+    shape: Shape,
+) -> Kind {
+    Kind::Text {
+        parse,
+        accepts,
+        shape,
+        choices: None,
+    }
+}
+
+/// A switch whose off flag is `off`.
+pub const fn switch(off: &'static str) -> Kind {
+    Kind::Switch { off }
+}
+
+/// A whole number from `min` to `max`.
+pub const fn whole(min: usize, max: usize, unit: &'static str) -> Kind {
+    Kind::Whole { min, max, unit }
+}
+
 /// One setting: its flag, its TOML key, its type and range, its help, its default, and where it lands.
 pub struct Setting {
     /// The TOML key (and clap id); the flag is `--` + `flag`.
@@ -142,7 +166,7 @@ impl Setting {
             },
             Kind::Whole { min, max, .. } => {
                 let n: u64 = text.trim().parse().map_err(|_| Problem::OutOfRange)?;
-                whole(n, *min, *max)
+                checked_whole(n, *min, *max)
             }
             Kind::Number {
                 min,
@@ -164,7 +188,7 @@ impl Setting {
             (Kind::Switch { .. }, Toml::Boolean(b)) => Ok(Value::Switch(*b)),
             (Kind::Whole { min, max, .. }, Toml::Integer(n)) => {
                 let n = u64::try_from(*n).map_err(|_| Problem::OutOfRange)?;
-                whole(n, *min, *max)
+                checked_whole(n, *min, *max)
             }
             (
                 Kind::Number {
@@ -322,7 +346,7 @@ impl Value {
     }
 }
 
-fn whole(n: u64, min: usize, max: usize) -> Result<Value, Problem> {
+fn checked_whole(n: u64, min: usize, max: usize) -> Result<Value, Problem> {
     usize::try_from(n)
         .ok()
         .filter(|n| (min..=max).contains(n))

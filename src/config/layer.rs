@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use crate::config::cpus::{available_cpus, MAX_CPUS};
 use crate::config::kinds::{Setting, Value};
-use crate::config::settings::SETTINGS;
+use crate::config::settings;
 use crate::config::ServeConfig;
 
 /// The settings one source gave, each already parsed and range-checked.
@@ -52,7 +52,7 @@ impl Layer {
     /// there is one worker per pinned CPU (or per available CPU), at most [`MAX_CPUS`].
     pub fn resolve(&self) -> ServeConfig {
         let mut config = ServeConfig::default();
-        for setting in &SETTINGS {
+        for setting in settings::all() {
             if let Some(value) = self.values.get(setting.key) {
                 (setting.apply)(&mut config, value.clone());
             }

@@ -9,6 +9,7 @@ pub mod guard;
 pub mod kinds;
 pub mod layer;
 pub mod settings;
+pub mod settings_guard;
 
 #[cfg(test)]
 mod tests;
@@ -27,7 +28,7 @@ use crate::handler::HandlerSpec;
 pub const MAX_DATAGRAM_DEFAULT: usize = crate::sys::limits::MAX_DATAGRAM;
 
 /// `udpd serve` as typed: the `--config` file, `--print-config`, and every setting flag given (each
-/// already parsed and range-checked by its entry in [`settings::SETTINGS`]; see [`flags`]).
+/// already parsed and range-checked by its entry in [`settings`]; see [`flags`]).
 #[derive(Debug, Clone, Default)]
 pub struct ServeArgs {
     pub config: Option<PathBuf>,
