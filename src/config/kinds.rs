@@ -209,13 +209,6 @@ impl Setting {
                 (_, Toml::String(text)) => parse(text),
                 (Shape::TextOrInteger, Toml::Integer(n)) => parse(&n.to_string()),
                 (Shape::TextOrIntegers, Toml::Array(items)) => {
-                    if items.len() > crate::config::cpus::MAX_CPUS {
-                        return Err(Problem::Refused(format!(
-                            "lists {} entries, more than {}",
-                            items.len(),
-                            crate::config::cpus::MAX_CPUS
-                        )));
-                    }
                     let mut parts = Vec::with_capacity(items.len());
                     for item in items {
                         match item {
