@@ -73,22 +73,27 @@ fn args_for(setting: &'static Setting, defaults: &ServeConfig) -> Vec<Arg> {
                 .long(setting.flag)
                 .action(ArgAction::SetTrue)
                 .overrides_with(off)
+                .overrides_with(setting.key)
                 .help(help),
             Arg::new(off)
                 .long(off)
                 .action(ArgAction::SetTrue)
                 .overrides_with(setting.key)
+                .overrides_with(off)
                 .help(format!("Turn --{} off", setting.flag)),
         ],
+        _ if setting.repeats() => vec![Arg::new(setting.key)
+            .long(setting.flag)
+            .value_name(setting.value_name)
+            .value_parser(SettingParser(setting))
+            .action(ArgAction::Append)
+            .help(help)],
         _ => vec![Arg::new(setting.key)
             .long(setting.flag)
             .value_name(setting.value_name)
             .value_parser(SettingParser(setting))
-            .action(if setting.repeats() {
-                ArgAction::Append
-            } else {
-                ArgAction::Set
-            })
+            .action(ArgAction::Set)
+            .overrides_with(setting.key)
             .help(help)],
     }
 }

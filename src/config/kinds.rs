@@ -275,11 +275,6 @@ impl Setting {
         }
     }
 
-    /// The value `config` holds for this setting as TOML, or `None` when it is not set.
-    pub fn toml_of(&self, config: &ServeConfig) -> Option<String> {
-        (self.show)(config).map(|value| value.to_toml())
-    }
-
     /// The default as `--help` shows it, given the defaults of this machine.
     pub fn default_text(&self, defaults: &ServeConfig) -> String {
         if !self.note.is_empty() {

@@ -161,6 +161,8 @@ fn switches_work_both_ways_and_the_last_flag_wins() {
             "{on} {off}"
         );
         assert_eq!(value(&[&off, &on]), Some(Value::Switch(true)), "{off} {on}");
+        assert_eq!(value(&[&on, &on]), Some(Value::Switch(true)), "{on} twice");
+        assert_eq!(value(&[&off, &on, &off]), Some(Value::Switch(false)));
         assert_eq!(value(&[]), None, "absent");
     }
 }
@@ -354,6 +356,11 @@ fn out_of_range_values_are_refused() {
 fn defaults_and_overrides() {
     let config = resolved(&[]);
     assert_eq!(config, ServeConfig::default());
+    assert_eq!(
+        resolved(&["--batch", "8", "--batch", "16"]).batch,
+        16,
+        "last one wins"
+    );
     assert_eq!(config.listen, "0.0.0.0:9999".parse().unwrap());
     assert_eq!(config.batch, 64);
     assert!(config.gso && config.gro && config.latency && !config.quiet);
