@@ -301,3 +301,181 @@ fn the_shipped_example_config_is_valid() {
     assert_eq!(value(&stdout, "listen"), "\"0.0.0.0:9999\"");
     assert_eq!(value(&stdout, "handler"), "\"echo\"");
 }
+
+/// Runs `udpd serve ARGS`, killed if it has not exited within 10 s; returns (exit code, stdout, stderr),
+/// the code `None` when it had to be killed.
+fn serve_bounded(args: &[&str]) -> (Option<i32>, String, String) {
+    use std::io::Read;
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_udpd"))
+        .arg("serve")
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn udpd serve");
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = pipe.read_to_string(&mut text);
+            text
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().expect("stdout")));
+    let stderr = drain(Box::new(child.stderr.take().expect("stderr")));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let code = loop {
+        if let Some(status) = child.try_wait().expect("wait for udpd") {
+            break status.code();
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    (
+        code,
+        stdout.join().unwrap_or_default(),
+        stderr.join().unwrap_or_default(),
+    )
+}
+
+#[test]
+fn cpus_the_process_may_not_use_exit_2_with_one_line_before_starting() {
+    let allowed = udpd::config::available_cpus();
+    let mut cases = vec![
+        vec!["--cpus", "0-18446744073709551615"],
+        vec!["--cpus", "0-1500"],
+        vec!["--cpus", "0-99999999"],
+    ];
+    if allowed.contains(&1024) {
+        eprintln!("this process may use CPU 1024: --cpus 1024 is valid here, not checked");
+    } else {
+        cases.push(vec!["--cpus", "1024"]);
+    }
+    for case in cases {
+        let mut args = vec!["--listen", "127.0.0.1:0", "--quiet"];
+        args.extend(&case);
+        let (code, stdout, stderr) = serve_bounded(&args);
+        assert_eq!(
+            code,
+            Some(2),
+            "{case:?}: stdout {stdout:?} stderr {stderr:?}"
+        );
+        assert_eq!(stderr.lines().count(), 1, "{case:?}: one line: {stderr:?}");
+        assert!(stderr.starts_with("udpd: error: --cpus "), "{stderr}");
+        assert!(
+            stderr.contains("(allowed: "),
+            "names the allowed CPUs: {stderr}"
+        );
+        assert!(!stdout.contains("listening on"), "{case:?}: {stdout}");
+    }
+    let file = ConfigFile::new("huge-cpus", "cpus = \"0-99999999\"\n");
+    let (code, stdout, stderr) = serve_bounded(&["--config", file.arg(), "--print-config"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("key `cpus`"), "{stderr}");
+}
+
+#[test]
+fn flags_turn_the_files_switches_back_and_the_last_flag_wins() {
+    let file = ConfigFile::new(
+        "switch-back",
+        "gso = false\nquiet = true\nloop_guard = false\n",
+    );
+    let (code, stdout, stderr) = serve_bounded(&[
+        "--config",
+        file.arg(),
+        "--gso",
+        "--no-quiet",
+        "--print-config",
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(value(&stdout, "gso"), "true", "--gso undoes gso = false");
+    assert_eq!(
+        value(&stdout, "quiet"),
+        "false",
+        "--no-quiet undoes quiet = true"
+    );
+    assert_eq!(
+        value(&stdout, "loop_guard"),
+        "false",
+        "no flag: the file's value stays"
+    );
+    let (code, stdout, stderr) = serve_bounded(&[
+        "--no-gro",
+        "--gro",
+        "--share-port",
+        "--no-share-port",
+        "--print-config",
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(value(&stdout, "gro"), "true");
+    assert_eq!(value(&stdout, "share_port"), "false");
+}
+
+#[test]
+fn guard_and_account_settings_print_and_read_back() {
+    let (code, first, stderr) = serve_bounded(&[
+        "--print-config",
+        "--no-loop-guard",
+        "--loop-guard-ports",
+        "7,53",
+        "--max-amplification",
+        "0",
+        "--limit",
+        "200/50",
+        "--limit-prefix",
+        "24/48",
+        "--limit-table",
+        "4096",
+        "--limit-dry-run",
+        "--allow",
+        "10.0.0.0/8",
+        "--allow",
+        "::1",
+        "--deny",
+        "10.1.0.0/16",
+        "--user",
+        "udpd",
+        "--group",
+        "udpd",
+        "--share-port",
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(value(&first, "loop_guard"), "false");
+    assert_eq!(value(&first, "loop_guard_ports"), "\"7,53\"");
+    assert_eq!(value(&first, "max_amplification"), "0.0");
+    assert_eq!(value(&first, "limit"), "\"200/50\"");
+    assert_eq!(value(&first, "limit_prefix"), "\"24/48\"");
+    assert_eq!(value(&first, "limit_table"), "4096");
+    assert_eq!(value(&first, "limit_dry_run"), "true");
+    assert_eq!(value(&first, "allow"), "[\"10.0.0.0/8\", \"::1/128\"]");
+    assert_eq!(value(&first, "deny"), "[\"10.1.0.0/16\"]");
+    assert_eq!(value(&first, "user"), "\"udpd\"");
+    assert_eq!(value(&first, "group"), "\"udpd\"");
+    assert_eq!(value(&first, "share_port"), "true");
+    let file = ConfigFile::new("guard-round-trip", &first);
+    let (code, second, stderr) = serve_bounded(&["--config", file.arg(), "--print-config"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(first, second);
+    for bad in [
+        &["--limit-table", "1"][..],
+        &["--max-amplification", "1001"],
+        &["--user", "two words"],
+        &["--allow", "10.0.0.0/33"],
+    ] {
+        let (code, _, stderr) = serve_bounded(&[bad[0], bad[1], "--print-config"]);
+        assert_eq!(code, Some(2), "{bad:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{bad:?}: {stderr}");
+        assert!(
+            stderr.starts_with(&format!("udpd: error: {} ", bad[0])),
+            "{stderr}"
+        );
+    }
+}
