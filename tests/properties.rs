@@ -305,8 +305,8 @@ fn control_bytes() -> impl Strategy<Value = Vec<u8>> {
 /// Config text: mostly `key = value` lines with the keys udpd knows and values of every TOML type
 /// (including ones out of range), sometimes any text at all.
 fn config_text() -> impl Strategy<Value = String> {
-    let keys: Vec<String> = udpd::config::file::KEYS
-        .iter()
+    let keys: Vec<String> = udpd::config::file::keys()
+        .into_iter()
         .map(|(key, _)| key.to_string())
         .chain(["nope".to_string(), "listen.x".to_string()])
         .collect();
