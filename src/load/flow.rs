@@ -64,3 +64,9 @@ pub fn open(target: SocketAddr, count: usize, gro: bool) -> crate::Result<(Vec<U
     }
     Ok((sockets, gro_on))
 }
+
+/// One flow of a load thread: its connected socket and the book of its sequence numbers.
+pub struct Flow {
+    pub socket: UdpSocket,
+    pub book: super::book::SeqBook,
+}
