@@ -1,4 +1,4 @@
-//! `udpd load`: its flags, their validation into a plan, and the run that spreads flows over pinned threads.
+//! `udpd load`: the run that spreads flows over pinned threads, merges their counts and writes the reports.
 //!
 //! The JSON summary (`--json`) is one object with these keys, which scripts rely on: `target`, `mode`
 //! (`"open"` or `"closed"`), `flows`, `threads`, `payload`, `expect`, `duration_s`, `offered_pps` (`--rate`

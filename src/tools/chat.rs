@@ -126,7 +126,7 @@ pub fn run(args: ChatArgs) -> Result<()> {
 
 /// The socket reader: prints every incoming message as `[HH:MM:SS] NAME: text` until the process ends.
 fn receive(socket: UdpSocket, peers: Arc<Mutex<Peers>>, zone: Zone, interactive: bool) {
-    let mut buf = vec![0u8; 65_536];
+    let mut buf = vec![0u8; crate::sys::limits::MAX_DATAGRAM];
     loop {
         let (len, from) = match socket.recv_from(&mut buf) {
             Ok(got) => got,

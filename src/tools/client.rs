@@ -10,12 +10,9 @@ use clap::Args;
 
 use crate::config::resolve_target;
 use crate::error::{Error, Result};
-use crate::sys::limits::MAX_UDP_PAYLOAD;
+use crate::sys::limits::{MAX_DATAGRAM, MAX_UDP_PAYLOAD};
 pub use crate::tools::show::{escape_payload, summary_line};
 use crate::tools::show::{late_line, print_line, reply_line, stdout_error};
-
-/// Largest datagram the client can receive (any UDP payload).
-const RECV_BUFFER: usize = 65_536;
 
 /// Flags of `udpd client`.
 ///
@@ -212,7 +209,7 @@ fn lines(socket: &UdpSocket, settings: &Settings) -> Result<()> {
     let stop = AtomicBool::new(false);
     let mut stdin = io::stdin().lock();
     let mut out = io::stdout().lock();
-    let mut buf = vec![0u8; RECV_BUFFER];
+    let mut buf = vec![0u8; MAX_DATAGRAM];
     let mut line = Vec::new();
     loop {
         if interactive {
@@ -298,7 +295,7 @@ fn ping(socket: &UdpSocket, settings: &Settings, count: u64) -> Result<()> {
             .map_err(|e| Error::runtime(format!("cannot install the Ctrl-C handler: {e}")))?;
     }
     let mut out = io::stdout().lock();
-    let mut buf = vec![0u8; RECV_BUFFER];
+    let mut buf = vec![0u8; MAX_DATAGRAM];
     let mut rtts: Vec<Duration> = Vec::new();
     let mut sent_count = 0u64;
     let mut next_send = Instant::now();
