@@ -4,8 +4,8 @@
 # Usage: scripts/tune-sysctl.sh [--dry-run] [--persist] [--buffer BYTES] [--backlog N]
 #   --dry-run   print what would be done, change nothing (no root needed)
 #   --persist   also write /etc/sysctl.d/60-udpd.conf so the values survive a reboot
-#   --buffer    net.core.rmem_max / wmem_max target in bytes (default 8388608 = 8 MiB, as `udpd doctor` recommends)
-#   --backlog   net.core.netdev_max_backlog target (default 10000)
+#   --buffer    net.core.rmem_max / wmem_max target in bytes (default 8388608 = 8 MiB: RECOMMENDED_BUFFER of `udpd doctor`)
+#   --backlog   net.core.netdev_max_backlog target (default 10000: RECOMMENDED_BACKLOG of `udpd doctor`)
 # Values already at or above the target are left alone: this script only raises limits.
 set -euo pipefail
 

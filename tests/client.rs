@@ -364,3 +364,23 @@ fn bad_flags_are_one_line_usage_errors() {
         assert!(started.elapsed() < RUN_TIMEOUT);
     }
 }
+
+#[test]
+fn a_line_too_long_for_a_datagram_is_reported_and_the_next_line_still_goes() {
+    let (addr, requests) = upper_server();
+    let mut input = vec![b'x'; 70_000];
+    input.extend_from_slice(b"\nnext\n");
+    let run = client(&[&addr.to_string()], &input);
+    assert_eq!(run.code, 0, "stderr: {}", run.stderr);
+    let replies = lines_starting(&run.stdout, "reply from");
+    assert_eq!(replies.len(), 1, "stdout: {}", run.stdout);
+    assert_reply_line(replies[0], addr, 4, "NEXT");
+    assert_eq!(requests.recv_timeout(RUN_TIMEOUT).unwrap(), b"next");
+    let complaints = lines_starting(&run.stderr, "udpd client: line of 70000 bytes not sent");
+    assert_eq!(complaints.len(), 1, "stderr: {}", run.stderr);
+    assert!(
+        !run.stderr.contains("udpd: error"),
+        "stderr: {}",
+        run.stderr
+    );
+}

@@ -5,8 +5,9 @@ use std::os::fd::AsFd;
 
 use crate::sys::set_int_option;
 
-/// Socket buffer size asked for on every flow socket (the kernel caps it at `rmem_max`/`wmem_max`).
-const SOCKET_BUFFER: i32 = 8 << 20;
+/// Socket buffer size asked for on every flow socket: what `udpd doctor` recommends (the kernel caps it at
+/// `rmem_max`/`wmem_max`).
+const SOCKET_BUFFER: i32 = crate::tools::doctor::RECOMMENDED_BUFFER as i32;
 
 /// Opens `count` sockets bound to an ephemeral port of the target's family and connected to `target`.
 ///
@@ -63,4 +64,10 @@ pub fn open(target: SocketAddr, count: usize, gro: bool) -> crate::Result<(Vec<U
         }
     }
     Ok((sockets, gro_on))
+}
+
+/// One flow of a load thread: its connected socket and the book of its sequence numbers.
+pub struct Flow {
+    pub socket: UdpSocket,
+    pub book: super::book::SeqBook,
 }

@@ -1,11 +1,11 @@
-//! The run's results as people and scripts read them: the text block, the JSON object and the `.hgrm` file.
+//! The run's results as people and scripts read them: the text block and the JSON object.
 
 use std::fmt::Write as _;
 
 use hdrhistogram::Histogram;
+use serde_json::Value;
 
-/// Nanoseconds per microsecond: histograms hold nanoseconds, every report speaks microseconds.
-const NS_PER_US: f64 = 1_000.0;
+use super::hgrm::NS_PER_US;
 
 /// Latency percentiles of the replies, in microseconds.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -167,51 +167,64 @@ impl Summary {
         out
     }
 
-    /// One JSON object (keys are a contract with the scripts; see the module docs of `load`).
+    /// One JSON object on one line (keys are a contract with the scripts; see the module docs of `load`).
     pub fn to_json(&self) -> String {
-        let mut out = String::from("{");
-        let _ = write!(out, "\"target\":{}", json_string(&self.target));
-        let _ = write!(out, ",\"mode\":\"{}\"", self.mode);
-        let _ = write!(out, ",\"flows\":{}", self.flows);
-        let _ = write!(out, ",\"threads\":{}", self.threads);
-        let _ = write!(out, ",\"payload\":{}", self.payload);
-        let _ = write!(out, ",\"expect\":{}", json_string(&self.expect));
-        let _ = write!(out, ",\"duration_s\":{}", json_number(self.duration_s));
-        let offered = self.offered_pps.map_or("null".to_string(), json_number);
-        let _ = write!(out, ",\"offered_pps\":{offered}");
-        let _ = write!(out, ",\"sent\":{}", self.sent);
-        let _ = write!(out, ",\"sent_pps\":{}", json_number(self.sent_pps()));
-        let _ = write!(out, ",\"received\":{}", self.received);
-        let _ = write!(
-            out,
-            ",\"received_pps\":{}",
-            json_number(self.received_pps())
-        );
-        let _ = write!(out, ",\"lost\":{}", self.lost);
-        let _ = write!(out, ",\"loss_ratio\":{}", json_number(self.loss_ratio()));
-        let _ = write!(out, ",\"mismatched\":{}", self.mismatched);
-        let _ = write!(out, ",\"duplicates\":{}", self.duplicates);
-        let _ = write!(out, ",\"late\":{}", self.late);
-        let _ = write!(out, ",\"send_errors\":{}", self.send_errors);
-        match &self.latency {
-            None => out.push_str(",\"latency_us\":null"),
-            Some(l) => {
-                let _ = write!(
-                    out,
-                    ",\"latency_us\":{{\"p50\":{},\"p90\":{},\"p99\":{},\"p99_9\":{},\"p99_99\":{},\"max\":{},\"mean\":{}}}",
-                    json_number(l.p50),
-                    json_number(l.p90),
-                    json_number(l.p99),
-                    json_number(l.p99_9),
-                    json_number(l.p99_99),
-                    json_number(l.max),
-                    json_number(l.mean)
-                );
-            }
-        }
-        out.push_str("}\n");
-        out
+        let text = |value: Value| value.to_string();
+        let latency = match &self.latency {
+            None => text(Value::Null),
+            Some(l) => object(&[
+                ("p50", text(number(l.p50))),
+                ("p90", text(number(l.p90))),
+                ("p99", text(number(l.p99))),
+                ("p99_9", text(number(l.p99_9))),
+                ("p99_99", text(number(l.p99_99))),
+                ("max", text(number(l.max))),
+                ("mean", text(number(l.mean))),
+            ]),
+        };
+        let mut json = object(&[
+            ("target", text(self.target.as_str().into())),
+            ("mode", text(self.mode.into())),
+            ("flows", text(self.flows.into())),
+            ("threads", text(self.threads.into())),
+            ("payload", text(self.payload.into())),
+            ("expect", text(self.expect.as_str().into())),
+            ("duration_s", text(number(self.duration_s))),
+            (
+                "offered_pps",
+                text(self.offered_pps.map_or(Value::Null, number)),
+            ),
+            ("sent", text(self.sent.into())),
+            ("sent_pps", text(number(self.sent_pps()))),
+            ("received", text(self.received.into())),
+            ("received_pps", text(number(self.received_pps()))),
+            ("lost", text(self.lost.into())),
+            ("loss_ratio", text(number(self.loss_ratio()))),
+            ("mismatched", text(self.mismatched.into())),
+            ("duplicates", text(self.duplicates.into())),
+            ("late", text(self.late.into())),
+            ("send_errors", text(self.send_errors.into())),
+            ("latency_us", latency),
+        ]);
+        json.push('\n');
+        json
     }
+}
+
+/// A JSON object from `(key, JSON text)` pairs, keys in the order given (a `serde_json::Map` would sort
+/// them); serde_json writes every key and value.
+fn object(fields: &[(&str, String)]) -> String {
+    let mut out = String::from("{");
+    for (i, (key, value)) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&Value::from(*key).to_string());
+        out.push(':');
+        out.push_str(value);
+    }
+    out.push('}');
+    out
 }
 
 fn per_second(count: u64, seconds: f64) -> f64 {
@@ -222,82 +235,18 @@ fn per_second(count: u64, seconds: f64) -> f64 {
     }
 }
 
-/// A finite number with at most three decimals (JSON has no NaN or infinity: those become null).
-fn json_number(value: f64) -> String {
+/// A number rounded to three decimals, whole ones written without a fraction (`2`, not `2.0`); JSON has
+/// no NaN or infinity, so those become null.
+fn number(value: f64) -> Value {
     if !value.is_finite() {
-        return "null".into();
+        return Value::Null;
     }
-    let text = format!("{value:.3}");
-    let text = text.trim_end_matches('0').trim_end_matches('.');
-    if text.is_empty() || text == "-" {
-        "0".into()
+    let rounded = (value * 1000.0).round() / 1000.0;
+    if rounded.fract() == 0.0 && rounded.abs() < 1e15 {
+        Value::from(rounded as i64)
     } else {
-        text.to_string()
+        Value::from(rounded)
     }
-}
-
-fn json_string(text: &str) -> String {
-    let mut out = String::from("\"");
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
-/// HdrHistogram's standard percentile distribution (as `outputPercentileDistribution` writes it, five ticks
-/// per half distance), values scaled from the histogram's nanoseconds to microseconds.
-pub fn hgrm(hist: &Histogram<u64>) -> String {
-    let digits = usize::from(hist.sigfig());
-    let mut out = String::new();
-    let _ = write!(
-        out,
-        "{:>12} {:>14} {:>10} {:>14}\n\n",
-        "Value", "Percentile", "TotalCount", "1/(1-Percentile)"
-    );
-    let mut total = 0u64;
-    for step in hist.iter_quantiles(5) {
-        total += step.count_since_last_iteration();
-        let value = step.value_iterated_to() as f64 / NS_PER_US;
-        let quantile = step.quantile_iterated_to();
-        if quantile < 1.0 {
-            let _ = writeln!(
-                out,
-                "{value:>12.digits$} {quantile:>2.12} {total:>10} {:>14.2}",
-                1.0 / (1.0 - quantile)
-            );
-        } else {
-            let _ = writeln!(out, "{value:>12.digits$} {quantile:>2.12} {total:>10}");
-        }
-    }
-    let mean = hist.mean() / NS_PER_US;
-    let stdev = hist.stdev() / NS_PER_US;
-    let max = hist.max() as f64 / NS_PER_US;
-    let _ = writeln!(
-        out,
-        "#[Mean    = {mean:>12.digits$}, StdDeviation   = {stdev:>12.digits$}]"
-    );
-    let _ = writeln!(
-        out,
-        "#[Max     = {max:>12.digits$}, Total count    = {:>12}]",
-        hist.len()
-    );
-    // HdrHistogram's sub-bucket count: the power of two that holds 2 * 10^digits distinct values.
-    let sub_buckets = (2 * 10u64.pow(u32::from(hist.sigfig()))).next_power_of_two();
-    let _ = writeln!(
-        out,
-        "#[Buckets = {:>12}, SubBuckets     = {:>12}]",
-        hist.buckets(),
-        sub_buckets
-    );
-    out
 }
 
 #[cfg(test)]
@@ -310,56 +259,6 @@ mod tests {
             hist.saturating_record(value * 1_000);
         }
         hist
-    }
-
-    #[test]
-    fn hgrm_has_the_standard_header_rows_and_footer() {
-        let text = hgrm(&histogram());
-        let mut lines = text.lines();
-        let header = lines.next().unwrap();
-        assert_eq!(
-            header.split_whitespace().collect::<Vec<_>>(),
-            ["Value", "Percentile", "TotalCount", "1/(1-Percentile)"]
-        );
-        assert_eq!(lines.next(), Some(""));
-        let rows: Vec<Vec<f64>> = text
-            .lines()
-            .skip(2)
-            .filter(|line| !line.starts_with('#'))
-            .map(|line| {
-                line.split_whitespace()
-                    .map(|f| f.parse().unwrap())
-                    .collect()
-            })
-            .collect();
-        assert!(rows.len() > 20);
-        assert!(rows
-            .windows(2)
-            .all(|w| w[0][1] <= w[1][1] && w[0][0] <= w[1][0]));
-        let last = rows.last().unwrap();
-        assert_eq!(last.len(), 3, "the 100% row has no 1/(1-p) column");
-        assert_eq!(last[1], 1.0);
-        assert_eq!(last[2], 1000.0);
-        assert!(
-            (last[0] - 1000.0).abs() < 1.0,
-            "max is ~1000 us: {}",
-            last[0]
-        );
-        let mean_line = text
-            .lines()
-            .find(|l| l.starts_with("#[Mean    = "))
-            .unwrap();
-        let mean: f64 = mean_line["#[Mean    = ".len()..]
-            .split(',')
-            .next()
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
-        assert!((mean - 500.5).abs() < 1.0, "{mean_line}");
-        assert!(mean_line.contains(", StdDeviation   = "));
-        assert!(text.contains("Total count    =         1000]"));
-        assert!(text.contains("SubBuckets     =         2048]"));
     }
 
     fn summary() -> Summary {
@@ -430,8 +329,10 @@ mod tests {
         assert!(!text.contains("p99.99"));
         s.expect_none = true;
         assert!(!s.to_text().contains("received"));
-        assert_eq!(json_number(0.1234), "0.123");
-        assert_eq!(json_number(f64::NAN), "null");
-        assert_eq!(json_string("a\"b\n"), "\"a\\\"b\\u000a\"");
+        assert_eq!(number(0.1234).to_string(), "0.123");
+        assert_eq!(number(f64::NAN), Value::Null);
+        s.target = "a\"b\n".into();
+        let parsed: Value = serde_json::from_str(&s.to_json()).unwrap();
+        assert_eq!(parsed["target"], "a\"b\n");
     }
 }

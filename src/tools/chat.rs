@@ -2,14 +2,15 @@
 
 use std::collections::HashSet;
 use std::io::{self, BufRead, IsTerminal, Write};
-use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::Args;
 
 use crate::error::{Error, Result};
-use crate::tools::client::escape_payload;
+use crate::tools::show::escape_payload;
+use crate::tools::zone::{clock, Zone};
 
 /// Flags of `udpd chat`.
 #[derive(Debug, Clone, Args)]
@@ -73,16 +74,8 @@ fn parse_peer(text: &str) -> std::result::Result<(String, SocketAddr), String> {
     if name.is_empty() || name.starts_with('/') || name.chars().any(char::is_whitespace) {
         return Err(bad());
     }
-    let addr = addr.trim();
-    let addr = match addr.parse::<SocketAddr>() {
-        Ok(addr) => addr,
-        Err(_) if addr.contains(':') => addr
-            .to_socket_addrs()
-            .ok()
-            .and_then(|mut addrs| addrs.next())
-            .ok_or_else(bad)?,
-        Err(_) => return Err(bad()),
-    };
+    let addr = crate::config::resolve_target(addr.trim(), &format!("peer {name}"))
+        .map_err(|error| error.to_string())?;
     Ok((name.to_string(), addr))
 }
 
@@ -133,7 +126,7 @@ pub fn run(args: ChatArgs) -> Result<()> {
 
 /// The socket reader: prints every incoming message as `[HH:MM:SS] NAME: text` until the process ends.
 fn receive(socket: UdpSocket, peers: Arc<Mutex<Peers>>, zone: Zone, interactive: bool) {
-    let mut buf = vec![0u8; 65_536];
+    let mut buf = vec![0u8; crate::sys::limits::MAX_DATAGRAM];
     loop {
         let (len, from) = match socket.recv_from(&mut buf) {
             Ok(got) => got,
@@ -180,7 +173,7 @@ fn receive(socket: UdpSocket, peers: Arc<Mutex<Peers>>, zone: Zone, interactive:
 /// The stdin reader: sends typed lines to the current peer and runs the `/` commands.
 fn type_lines(socket: &UdpSocket, peers: &Mutex<Peers>, interactive: bool) -> Result<()> {
     let stdin = io::stdin();
-    let mut line = String::new();
+    let mut line = Vec::new();
     let say = |text: &str| {
         let mut out = io::stdout().lock();
         let _ = writeln!(out, "{text}");
@@ -199,7 +192,7 @@ fn type_lines(socket: &UdpSocket, peers: &Mutex<Peers>, interactive: bool) -> Re
         line.clear();
         let read = stdin
             .lock()
-            .read_line(&mut line)
+            .read_until(b'\n', &mut line)
             .map_err(|e| Error::runtime(format!("reading stdin failed: {e}")))?;
         if read == 0 {
             if interactive {
@@ -207,7 +200,13 @@ fn type_lines(socket: &UdpSocket, peers: &Mutex<Peers>, interactive: bool) -> Re
             }
             return Ok(());
         }
-        let text = line.trim_end_matches(['\n', '\r']);
+        while matches!(line.last(), Some(b'\n' | b'\r')) {
+            line.pop();
+        }
+        // Commands are read as text; a message goes out as typed, bytes that are not UTF-8 included (the
+        // other side shows them escaped).
+        let text = String::from_utf8_lossy(&line);
+        let text = text.as_ref();
         let (command, rest) = match text.split_once(char::is_whitespace) {
             Some((command, rest)) => (command, rest.trim()),
             None => (text, ""),
@@ -264,12 +263,12 @@ fn type_lines(socket: &UdpSocket, peers: &Mutex<Peers>, interactive: bool) -> Re
                 }
                 continue;
             }
-            _ if text.starts_with("//") => &text[1..],
+            _ if text.starts_with("//") => &line[1..],
             _ if text.starts_with('/') => {
                 say(&format!("unknown command {command}: {HELP}"));
                 continue;
             }
-            _ => text,
+            _ => &line[..],
         };
         let target = {
             let peers = peers.lock().unwrap_or_else(PoisonError::into_inner);
@@ -279,114 +278,9 @@ fn type_lines(socket: &UdpSocket, peers: &Mutex<Peers>, interactive: bool) -> Re
             say("no peer to send to: /add NAME=ADDR or /to ADDR first");
             continue;
         };
-        if let Err(e) = socket.send_to(message.as_bytes(), addr) {
+        if let Err(e) = socket.send_to(message, addr) {
             say(&format!("sending to {name} ({addr}) failed: {e}"));
         }
-    }
-}
-
-/// `HH:MM:SS` of a time of day given as seconds (already shifted to local time).
-fn clock(local_secs: i64) -> String {
-    let day = local_secs.rem_euclid(86_400);
-    format!("{:02}:{:02}:{:02}", day / 3600, day / 60 % 60, day % 60)
-}
-
-/// The local time zone's UTC offsets, read from a TZif file (`$TZ` or `/etc/localtime`); UTC when there is none.
-#[derive(Debug, Clone, Default)]
-struct Zone {
-    /// (transition time in Unix seconds, index into `offsets`), ascending.
-    transitions: Vec<(i64, usize)>,
-    /// UTC offsets in seconds, one per local time type.
-    offsets: Vec<i32>,
-}
-
-impl Zone {
-    fn local() -> Zone {
-        let path = match std::env::var("TZ") {
-            Ok(tz) if tz.is_empty() || tz.starts_with("UTC") || tz.starts_with("GMT") => {
-                return Zone::default()
-            }
-            Ok(tz) => {
-                let tz = tz.trim_start_matches(':');
-                if tz.starts_with('/') {
-                    tz.to_string()
-                } else {
-                    format!("/usr/share/zoneinfo/{tz}")
-                }
-            }
-            Err(_) => "/etc/localtime".to_string(),
-        };
-        std::fs::read(path)
-            .ok()
-            .and_then(|data| Zone::parse(&data))
-            .unwrap_or_default()
-    }
-
-    /// Parses the transitions and offsets of a TZif file (the 64-bit block when the file has one).
-    fn parse(data: &[u8]) -> Option<Zone> {
-        let be32 = |at: usize| -> Option<u32> {
-            Some(u32::from_be_bytes(data.get(at..at + 4)?.try_into().ok()?))
-        };
-        let block = |start: usize, time_size: usize| -> Option<(Zone, usize)> {
-            if data.get(start..start + 4)? != b"TZif" {
-                return None;
-            }
-            let count = |i: usize| be32(start + 20 + 4 * i).map(|n| n as usize);
-            let (isut, isstd, leap, times, types, chars) = (
-                count(0)?,
-                count(1)?,
-                count(2)?,
-                count(3)?,
-                count(4)?,
-                count(5)?,
-            );
-            let mut at = start + 44;
-            let mut transitions = Vec::with_capacity(times);
-            for i in 0..times {
-                let bytes = data.get(at + i * time_size..at + (i + 1) * time_size)?;
-                let time = if time_size == 8 {
-                    i64::from_be_bytes(bytes.try_into().ok()?)
-                } else {
-                    i64::from(i32::from_be_bytes(bytes.try_into().ok()?))
-                };
-                transitions.push((time, 0));
-            }
-            at += times * time_size;
-            for (i, transition) in transitions.iter_mut().enumerate() {
-                transition.1 = usize::from(*data.get(at + i)?);
-            }
-            at += times;
-            let offsets = (0..types)
-                .map(|i| be32(at + 6 * i).map(|n| n as i32))
-                .collect::<Option<Vec<i32>>>()?;
-            at += 6 * types + chars + leap * (time_size + 4) + isstd + isut;
-            if offsets.is_empty() || transitions.iter().any(|&(_, i)| i >= offsets.len()) {
-                return None;
-            }
-            Some((
-                Zone {
-                    transitions,
-                    offsets,
-                },
-                at,
-            ))
-        };
-        let (v1, end) = block(0, 4)?;
-        if data.get(4).is_some_and(|&version| version >= b'2') {
-            if let Some((v2, _)) = block(end, 8) {
-                return Some(v2);
-            }
-        }
-        Some(v1)
-    }
-
-    /// UTC offset in seconds at Unix time `t`.
-    fn offset_at(&self, t: i64) -> i32 {
-        let index = match self.transitions.partition_point(|&(time, _)| time <= t) {
-            0 => 0,
-            n => self.transitions[n - 1].1,
-        };
-        self.offsets.get(index).copied().unwrap_or(0)
     }
 }
 
@@ -427,35 +321,5 @@ mod tests {
         assert_eq!(peers.prompt(), "a> ");
         assert_eq!(peers.name_of("127.0.0.1:2".parse().unwrap()), Some("b"));
         assert_eq!(peers.name_of("127.0.0.1:9".parse().unwrap()), None);
-    }
-
-    #[test]
-    fn clock_wraps_days() {
-        assert_eq!(clock(0), "00:00:00");
-        assert_eq!(clock(86_400 + 3_600 * 13 + 60 * 7 + 9), "13:07:09");
-        assert_eq!(clock(-1), "23:59:59");
-    }
-
-    #[test]
-    fn tzif_offsets_follow_transitions() {
-        // A minimal version-1 TZif file: two types (+0 and +3600), one transition at t=1000 to +3600.
-        let mut data = b"TZif\0".to_vec();
-        data.extend([0u8; 15]);
-        for count in [0u32, 0, 0, 1, 2, 4] {
-            data.extend(count.to_be_bytes());
-        }
-        data.extend(1000i32.to_be_bytes());
-        data.push(1);
-        data.extend(0i32.to_be_bytes());
-        data.extend([0, 0]);
-        data.extend(3600i32.to_be_bytes());
-        data.extend([1, 0]);
-        data.extend(b"UTC\0");
-        let zone = Zone::parse(&data).unwrap();
-        assert_eq!(zone.offset_at(999), 0);
-        assert_eq!(zone.offset_at(1000), 3600);
-        assert_eq!(zone.offset_at(5000), 3600);
-        assert!(Zone::parse(b"nonsense").is_none());
-        assert_eq!(Zone::default().offset_at(42), 0);
     }
 }

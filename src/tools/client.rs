@@ -1,17 +1,18 @@
 //! `udpd client TARGET`: send lines from stdin (or numbered pings) as datagrams and print each reply with its round-trip time.
 
 use std::io::{self, BufRead, IsTerminal, Write};
-use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Args;
 
+use crate::config::resolve_target;
 use crate::error::{Error, Result};
-
-/// Largest datagram the client can receive (any UDP payload).
-const RECV_BUFFER: usize = 65_536;
+use crate::sys::limits::{MAX_DATAGRAM, MAX_UDP_PAYLOAD};
+pub use crate::tools::show::{escape_payload, summary_line};
+use crate::tools::show::{late_line, print_line, reply_line, stdout_error};
 
 /// Flags of `udpd client`.
 ///
@@ -48,7 +49,7 @@ struct Settings {
 
 impl ClientArgs {
     fn resolve(&self) -> Result<Settings> {
-        let target = resolve_target(&self.target)?;
+        let target = resolve_target(&self.target, "target")?;
         if !self.timeout.is_finite() || !(0.001..=3600.0).contains(&self.timeout) {
             return Err(Error::usage(format!(
                 "--timeout {} is out of range: use 0.001 to 3600 seconds",
@@ -77,25 +78,6 @@ impl ClientArgs {
             interval: Duration::from_millis(self.interval),
         })
     }
-}
-
-/// Turns `IP:PORT`, `[V6]:PORT` or `HOST:PORT` into one socket address (the first the resolver gives).
-fn resolve_target(text: &str) -> Result<SocketAddr> {
-    if let Ok(addr) = text.parse::<SocketAddr>() {
-        return Ok(addr);
-    }
-    let bad = || {
-        Error::usage(format!(
-            "target {text:?} is not an address: use IP:PORT or HOST:PORT such as 127.0.0.1:9999"
-        ))
-    };
-    if !text.contains(':') {
-        return Err(bad());
-    }
-    text.to_socket_addrs()
-        .map_err(|_| bad())?
-        .next()
-        .ok_or_else(bad)
 }
 
 pub fn run(args: ClientArgs) -> Result<()> {
@@ -177,15 +159,17 @@ fn wait(socket: &UdpSocket, buf: &mut [u8], deadline: Instant, stop: &AtomicBool
 }
 
 /// Sends one datagram; a refusal left over from an earlier datagram is reported by the kernel on the next
-/// call, so one such error is retried once.
-fn send(socket: &UdpSocket, payload: &[u8], target: SocketAddr) -> Result<()> {
+/// call, so one such error is retried once. `Ok(false)`: the payload does not fit in one datagram
+/// (`EMSGSIZE`), nothing was sent.
+fn send(socket: &UdpSocket, payload: &[u8], target: SocketAddr) -> Result<bool> {
     let mut result = socket.send(payload);
     if matches!(&result, Err(e) if e.kind() == io::ErrorKind::ConnectionRefused) {
         result = socket.send(payload);
     }
     match result {
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => Ok(()),
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::EMSGSIZE) => Ok(false),
         Err(e) => Err(Error::runtime(format!(
             "sending {} bytes to {target} failed: {e}",
             payload.len()
@@ -225,7 +209,7 @@ fn lines(socket: &UdpSocket, settings: &Settings) -> Result<()> {
     let stop = AtomicBool::new(false);
     let mut stdin = io::stdin().lock();
     let mut out = io::stdout().lock();
-    let mut buf = vec![0u8; RECV_BUFFER];
+    let mut buf = vec![0u8; MAX_DATAGRAM];
     let mut line = Vec::new();
     loop {
         if interactive {
@@ -265,7 +249,14 @@ fn exchange(
 ) -> Result<()> {
     let target = settings.target;
     for attempt in 0..=settings.retries {
-        send(socket, payload, target)?;
+        if !send(socket, payload, target)? {
+            eprintln!(
+                "udpd client: line of {} bytes not sent: one UDP datagram carries at most {MAX_UDP_PAYLOAD} bytes \
+                 over IPv4; going on with the next line",
+                payload.len()
+            );
+            return Ok(());
+        }
         let sent = Instant::now();
         let outcome = wait(socket, buf, sent + settings.timeout, stop)?;
         let more = attempt < settings.retries;
@@ -304,7 +295,7 @@ fn ping(socket: &UdpSocket, settings: &Settings, count: u64) -> Result<()> {
             .map_err(|e| Error::runtime(format!("cannot install the Ctrl-C handler: {e}")))?;
     }
     let mut out = io::stdout().lock();
-    let mut buf = vec![0u8; RECV_BUFFER];
+    let mut buf = vec![0u8; MAX_DATAGRAM];
     let mut rtts: Vec<Duration> = Vec::new();
     let mut sent_count = 0u64;
     let mut next_send = Instant::now();
@@ -320,7 +311,11 @@ fn ping(socket: &UdpSocket, settings: &Settings, count: u64) -> Result<()> {
             }
         }
         let payload = format!("ping {seq}");
-        send(socket, payload.as_bytes(), target)?;
+        if !send(socket, payload.as_bytes(), target)? {
+            return Err(Error::runtime(format!(
+                "the kernel says {payload:?} is too long for one datagram"
+            )));
+        }
         sent_count += 1;
         let sent = Instant::now();
         next_send = sent + settings.interval;
@@ -380,108 +375,9 @@ fn ping_seq(reply: &[u8]) -> Option<u64> {
     number.trim().parse().ok()
 }
 
-/// `N sent, N received, X% loss, rtt min/avg/max = a/b/c ms`.
-pub fn summary_line(sent: u64, rtts: &[Duration]) -> String {
-    let received = rtts.len() as u64;
-    let loss = if sent == 0 {
-        0.0
-    } else {
-        100.0 * (sent.saturating_sub(received)) as f64 / sent as f64
-    };
-    let loss = format!("{loss:.1}");
-    let loss = loss.strip_suffix(".0").unwrap_or(&loss);
-    let rtt = if rtts.is_empty() {
-        "-/-/-".to_string()
-    } else {
-        let ms = |d: Duration| d.as_secs_f64() * 1e3;
-        let min = rtts.iter().copied().map(ms).fold(f64::INFINITY, f64::min);
-        let max = rtts.iter().copied().map(ms).fold(0.0, f64::max);
-        let avg = rtts.iter().copied().map(ms).sum::<f64>() / rtts.len() as f64;
-        format!("{min:.3}/{avg:.3}/{max:.3}")
-    };
-    format!("{sent} sent, {received} received, {loss}% loss, rtt min/avg/max = {rtt} ms")
-}
-
-/// `reply from ADDR (N bytes, RTT ms): TEXT`.
-fn reply_line(from: SocketAddr, payload: &[u8], rtt: Duration) -> String {
-    let text = escape_payload(payload);
-    let sep = if text.is_empty() { ":" } else { ": " };
-    format!(
-        "reply from {from} ({} bytes, {:.3} ms){sep}{text}",
-        payload.len(),
-        rtt.as_secs_f64() * 1e3
-    )
-}
-
-/// `late reply from ADDR (N bytes): TEXT`, for a reply whose request was already given up on.
-fn late_line(from: SocketAddr, payload: &[u8]) -> String {
-    let text = escape_payload(payload);
-    let sep = if text.is_empty() { ":" } else { ": " };
-    format!(
-        "late reply from {from} ({} bytes){sep}{text}",
-        payload.len()
-    )
-}
-
-/// A payload as one printable line: valid UTF-8 text as is, control characters, backslashes and bytes that
-/// are not UTF-8 escaped (`\n`, `\\`, `\u{1b}`, `\xff`), so a reply can never garble the terminal.
-pub fn escape_payload(payload: &[u8]) -> String {
-    let mut text = String::with_capacity(payload.len());
-    for chunk in payload.utf8_chunks() {
-        for c in chunk.valid().chars() {
-            if c.is_control() || c == '\\' {
-                text.extend(c.escape_default());
-            } else {
-                text.push(c);
-            }
-        }
-        for byte in chunk.invalid() {
-            text.push_str(&format!("\\x{byte:02x}"));
-        }
-    }
-    text
-}
-
-fn print_line(out: &mut impl Write, line: &str) -> Result<()> {
-    writeln!(out, "{line}")
-        .and_then(|()| out.flush())
-        .map_err(stdout_error)
-}
-
-fn stdout_error(e: io::Error) -> Error {
-    Error::runtime(format!("writing to stdout failed: {e}"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn escaping_keeps_text_and_escapes_the_rest() {
-        assert_eq!(escape_payload(b"hello"), "hello");
-        assert_eq!(escape_payload("héllo".as_bytes()), "héllo");
-        assert_eq!(escape_payload(b"a\nb\x1b"), "a\\nb\\u{1b}");
-        assert_eq!(escape_payload(b"\xff\xfeok"), "\\xff\\xfeok");
-        assert_eq!(escape_payload(b"a\\b"), "a\\\\b");
-        assert_eq!(escape_payload(b""), "");
-    }
-
-    #[test]
-    fn summary_counts_loss_and_rtt() {
-        let ms = Duration::from_millis;
-        assert_eq!(
-            summary_line(3, &[ms(1), ms(2), ms(3)]),
-            "3 sent, 3 received, 0% loss, rtt min/avg/max = 1.000/2.000/3.000 ms"
-        );
-        assert_eq!(
-            summary_line(3, &[ms(2)]),
-            "3 sent, 1 received, 66.7% loss, rtt min/avg/max = 2.000/2.000/2.000 ms"
-        );
-        assert_eq!(
-            summary_line(2, &[]),
-            "2 sent, 0 received, 100% loss, rtt min/avg/max = -/-/- ms"
-        );
-    }
 
     #[test]
     fn ping_replies_are_recognised_in_any_case() {
@@ -493,8 +389,13 @@ mod tests {
 
     #[test]
     fn targets_parse_or_fail_with_usage() {
-        assert!(resolve_target("127.0.0.1:9").is_ok());
-        assert!(resolve_target("[::1]:9").is_ok());
-        assert_eq!(resolve_target("nonsense").unwrap_err().exit_code(), 2);
+        assert!(resolve_target("127.0.0.1:9", "target").is_ok());
+        assert!(resolve_target("[::1]:9", "target").is_ok());
+        assert_eq!(
+            resolve_target("nonsense", "target")
+                .unwrap_err()
+                .exit_code(),
+            2
+        );
     }
 }

@@ -8,8 +8,11 @@ use nix::sys::resource::{getrlimit, Resource};
 use nix::sys::socket::{self as nixsock, AddressFamily, SockFlag, SockType, SockaddrIn};
 
 use crate::error::{Error, Result};
+use crate::tools::procfs::read_sysctl;
+pub use crate::tools::procfs::{snmp6_counter, snmp_counter};
 
-/// Socket buffer size recommended for high datagram rates when none is given.
+/// Socket buffer size recommended for high datagram rates when none is given: the one home of this
+/// number (`scripts/tune-sysctl.sh` defaults to it, `udpd load` asks for it; a unit test checks both).
 pub const RECOMMENDED_BUFFER: usize = 8 << 20;
 /// `net.core.netdev_max_backlog` recommended for high rates (the kernel's default is 1000).
 pub const RECOMMENDED_BACKLOG: u64 = 10_000;
@@ -126,15 +129,6 @@ pub fn check_all(args: &DoctorArgs) -> Vec<Finding> {
     ]
 }
 
-/// Reads a `/proc/sys` integer by its sysctl name.
-fn read_sysctl(name: &str) -> std::result::Result<u64, String> {
-    let path = format!("/proc/sys/{}", name.replace('.', "/"));
-    let text = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {path}: {e}"))?;
-    text.trim()
-        .parse()
-        .map_err(|_| format!("{path} holds {:?}, not a number", text.trim()))
-}
-
 /// The kernel caps SO_RCVBUF/SO_SNDBUF requests at `net.core.[rw]mem_max`: it must be at least the buffer asked for.
 fn check_buffer_max(sysctl: &str, flag: &str, asked: Option<usize>) -> Finding {
     let (want, why) = match asked {
@@ -181,24 +175,6 @@ fn check_backlog() -> Finding {
             "run on Linux with /proc mounted to check it".to_string(),
         ),
     }
-}
-
-/// The `Udp:` counter `field` from `/proc/net/snmp` text (a header line of names, then a line of values).
-pub fn snmp_counter(snmp: &str, field: &str) -> Option<u64> {
-    let mut lines = snmp.lines().filter(|line| line.starts_with("Udp:"));
-    let names = lines.next()?;
-    let values = lines.next()?;
-    let index = names.split_whitespace().position(|name| name == field)?;
-    values.split_whitespace().nth(index)?.parse().ok()
-}
-
-/// The `Udp6FIELD` counter from `/proc/net/snmp6` text (one `name value` pair per line).
-pub fn snmp6_counter(snmp6: &str, field: &str) -> Option<u64> {
-    let key = format!("Udp6{field}");
-    snmp6.lines().find_map(|line| {
-        let mut parts = line.split_whitespace();
-        (parts.next()? == key).then(|| parts.next()?.parse().ok())?
-    })
 }
 
 /// Datagrams the kernel dropped since boot because a UDP socket buffer was full (IPv4 plus IPv6).
@@ -354,20 +330,6 @@ mod tests {
         UdpLite: 0 0 0 0 0 0\n";
 
     #[test]
-    fn snmp_counters_are_found_by_name() {
-        assert_eq!(snmp_counter(SNMP, "RcvbufErrors"), Some(7));
-        assert_eq!(snmp_counter(SNMP, "SndbufErrors"), Some(3));
-        assert_eq!(snmp_counter(SNMP, "Nope"), None);
-        assert_eq!(
-            snmp6_counter(
-                "Udp6InDatagrams 5\nUdp6RcvbufErrors   \t 4\n",
-                "RcvbufErrors"
-            ),
-            Some(4)
-        );
-    }
-
-    #[test]
     fn buffer_errors_warn_only_when_nonzero() {
         let finding = check_buffer_errors(
             "RcvbufErrors",
@@ -399,5 +361,31 @@ mod tests {
     fn too_many_workers_warn() {
         assert!(check_cpus(Some(1)).ok);
         assert!(!check_cpus(Some(100_000)).ok);
+    }
+
+    #[test]
+    fn the_recommendations_have_one_home() {
+        let script = include_str!("../../scripts/tune-sysctl.sh");
+        assert!(
+            script.contains(&format!("\nbuffer={RECOMMENDED_BUFFER}\n")),
+            "scripts/tune-sysctl.sh must default --buffer to RECOMMENDED_BUFFER"
+        );
+        assert!(
+            script.contains(&format!("\nbacklog={RECOMMENDED_BACKLOG}\n")),
+            "scripts/tune-sysctl.sh must default --backlog to RECOMMENDED_BACKLOG"
+        );
+        let mib = format!("{} MiB", RECOMMENDED_BUFFER >> 20);
+        let command = <DoctorArgs as clap::Args>::augment_args(clap::Command::new("doctor"));
+        for flag in ["rcvbuf", "sndbuf"] {
+            let argument = command
+                .get_arguments()
+                .find(|argument| argument.get_id() == flag)
+                .unwrap();
+            let help = argument.get_help().unwrap().to_string();
+            assert!(
+                help.contains(&mib),
+                "--{flag} help says {help:?}, not {mib}"
+            );
+        }
     }
 }

@@ -3,3 +3,6 @@
 pub mod chat;
 pub mod client;
 pub mod doctor;
+mod procfs;
+mod show;
+mod zone;
