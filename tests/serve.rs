@@ -883,8 +883,9 @@ fn gso_train_over_max_datagram_is_truncated_per_segment_without_gro() {
 }
 
 /// Replies that outgrow the worker's reply queue within one receive batch are sent mid-batch, not dropped:
-/// an `ack` handler answering 1000 bytes to each 64-byte request turns one batch of coalesced trains into
-/// far more reply bytes than the 4 MiB queue holds.
+/// an `ack` handler answering 1000 bytes to each 400-byte request turns one batch of coalesced trains
+/// (150 × 40 requests, 6 MB of replies) into more reply bytes than the 4 MiB queue holds. The requests are
+/// large enough (428 bytes on the wire for 1028 back) to stay within the default amplification cap of 3.
 #[test]
 fn replies_larger_than_the_queue_are_flushed_mid_batch_not_dropped() {
     let text = "a".repeat(1000);
@@ -901,7 +902,7 @@ fn replies_larger_than_the_queue_are_flushed_mid_batch_not_dropped() {
         ],
     );
     let client = client_for(daemon.addr);
-    if !set_gso(&client, 64) {
+    if !set_gso(&client, 400) {
         return;
     }
     // Stop the daemon while the trains queue up in its (large) receive buffer, so that its first batch
@@ -909,7 +910,7 @@ fn replies_larger_than_the_queue_are_flushed_mid_batch_not_dropped() {
     daemon.signal(nix::sys::signal::Signal::SIGSTOP);
     let trains = 150;
     for id in 0..trains {
-        send_train(&client, 64, &train(id as u8, 64, 40, 0), daemon.addr);
+        send_train(&client, 400, &train(id as u8, 400, 40, 0), daemon.addr);
     }
     daemon.signal(nix::sys::signal::Signal::SIGCONT);
     wait_receive_queue_empty(daemon.addr, Duration::from_secs(10));
