@@ -1,52 +1,30 @@
 //! `udpd chat`: two real instances talking to each other through pipes, plus strangers, commands and exit.
 
-use std::io::{BufRead, BufReader, Write};
+mod common;
+
 use std::net::{SocketAddr, UdpSocket};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc::{self, Receiver};
-use std::thread;
 use std::time::{Duration, Instant};
+
+use common::{Next, Running};
 
 /// Longest wait for any one expected line.
 const LINE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A running `udpd chat` driven through pipes; killed on drop unless it exited.
 struct Chat {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    lines: Receiver<String>,
+    process: Running,
     seen: Vec<String>,
     addr: SocketAddr,
 }
 
 impl Chat {
     fn start(peers: &[String]) -> Chat {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_udpd"));
-        command.args(["chat", "--listen", "127.0.0.1:0"]);
+        let mut args = vec!["chat", "--listen", "127.0.0.1:0"];
         for peer in peers {
-            command.args(["--peer", peer]);
+            args.extend(["--peer", peer.as_str()]);
         }
-        let mut child = command
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start udpd chat");
-        let stdout = child.stdout.take().unwrap();
-        let (sender, lines) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if sender.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let stdin = child.stdin.take();
         let mut chat = Chat {
-            child,
-            stdin,
-            lines,
+            process: Running::udpd_with_stdin(&args),
             seen: Vec::new(),
             addr: SocketAddr::from(([0, 0, 0, 0], 0)),
         };
@@ -57,9 +35,12 @@ impl Chat {
     }
 
     fn type_line(&mut self, line: &str) {
-        let stdin = self.stdin.as_mut().expect("stdin still open");
-        writeln!(stdin, "{line}").unwrap();
-        stdin.flush().unwrap();
+        self.process.write_stdin(&format!("{line}\n"));
+    }
+
+    /// Closes stdin: end of input, which chat takes as /quit.
+    fn end_input(&mut self) {
+        self.process.close_stdin();
     }
 
     /// Waits (bounded) for a stdout line matching `want` and returns it.
@@ -70,39 +51,23 @@ impl Chat {
         let deadline = Instant::now() + LINE_TIMEOUT;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
+            match self.process.next_stdout(left) {
+                Next::Line(line) => {
                     self.seen.push(line.clone());
                     if want(&line) {
                         return line;
                     }
                 }
-                Err(_) => panic!("expected line never came; stdout so far: {:?}", self.seen),
+                Next::Eof | Next::Timeout => {
+                    panic!("expected line never came; stdout so far: {:?}", self.seen)
+                }
             }
         }
     }
 
     /// Waits (bounded) for the process to exit and returns its exit code.
     fn wait_exit(&mut self) -> i32 {
-        let deadline = Instant::now() + LINE_TIMEOUT;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code().unwrap_or(-1);
-            }
-            assert!(
-                Instant::now() < deadline,
-                "udpd chat did not exit: {:?}",
-                self.seen
-            );
-            thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-impl Drop for Chat {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.process.wait_exit(LINE_TIMEOUT).code
     }
 }
 
@@ -134,7 +99,7 @@ fn two_chats_see_each_other_by_name() {
     let line = alice.expect(|l| l.contains("hi alice"));
     assert_message(&line, "bob", "hi alice, ça va?");
     // End of input on the pipe is /quit.
-    drop(bob.stdin.take());
+    bob.end_input();
     assert_eq!(bob.wait_exit(), 0);
     alice.type_line("/quit");
     assert_eq!(alice.wait_exit(), 0);
@@ -203,14 +168,10 @@ fn bad_peers_are_usage_errors() {
         ],
         vec!["--listen", "nowhere"],
     ] {
-        let output = Command::new(env!("CARGO_BIN_EXE_udpd"))
-            .arg("chat")
-            .args(&args)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        let mut all = vec!["chat"];
+        all.extend_from_slice(&args);
+        let (code, _, stderr) = common::run_to_end(&all, b"", LINE_TIMEOUT);
+        assert_eq!(code, 2, "{args:?}: {stderr}");
         assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
         assert!(stderr.starts_with("udpd: error: "), "{stderr}");
     }

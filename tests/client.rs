@@ -2,9 +2,7 @@
 
 mod common;
 
-use std::io::Write;
 use std::net::{SocketAddr, UdpSocket};
-use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -51,33 +49,13 @@ struct Run {
 
 /// Runs `udpd client ARGS` with `input` on its stdin (a pipe), bounded by [`RUN_TIMEOUT`].
 fn client(args: &[&str], input: &[u8]) -> Run {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_udpd"))
-        .arg("client")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start udpd client");
-    let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(input).unwrap();
-    drop(stdin);
-    let (done, finished) = mpsc::channel();
-    let pid = child.id();
-    thread::spawn(move || {
-        let _ = done.send(child.wait_with_output());
-    });
-    let output = match finished.recv_timeout(RUN_TIMEOUT) {
-        Ok(output) => output.unwrap(),
-        Err(_) => {
-            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
-            panic!("udpd client {args:?} did not finish within {RUN_TIMEOUT:?}");
-        }
-    };
+    let mut all = vec!["client"];
+    all.extend_from_slice(args);
+    let (code, stdout, stderr) = common::run_to_end(&all, input, RUN_TIMEOUT);
     Run {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        code,
+        stdout,
+        stderr,
     }
 }
 

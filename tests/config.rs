@@ -3,7 +3,7 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::Command;
+use std::time::Duration;
 
 /// A config file in a fresh temporary directory, removed on drop.
 struct ConfigFile {
@@ -32,18 +32,11 @@ impl Drop for ConfigFile {
     }
 }
 
-/// Runs `udpd serve ARGS` (which must exit by itself) and returns (exit code, stdout, stderr).
+/// Runs `udpd serve ARGS` (which must exit by itself, within 10 s) and returns (exit code, stdout, stderr).
 fn serve(args: &[&str]) -> (i32, String, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_udpd"))
-        .arg("serve")
-        .args(args)
-        .output()
-        .expect("run udpd serve");
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    let mut all = vec!["serve"];
+    all.extend_from_slice(args);
+    common::run_to_end(&all, b"", Duration::from_secs(10))
 }
 
 /// The value of `key = value` in printed TOML.

@@ -1,19 +1,17 @@
 //! `udpd doctor`: runs on this host, prints one finding line per check, exits 0 (all ok) or 1 (needs attention).
 
-use std::process::Command;
+mod common;
 
-/// Runs `udpd doctor ARGS` and returns (exit code, stdout, stderr).
+use std::time::Duration;
+
+/// Longest any one run may take before the test kills it and fails.
+const RUN_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Runs `udpd doctor ARGS` (bounded) and returns (exit code, stdout, stderr).
 fn doctor(args: &[&str]) -> (i32, String, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_udpd"))
-        .arg("doctor")
-        .args(args)
-        .output()
-        .expect("run udpd doctor");
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    let mut all = vec!["doctor"];
+    all.extend_from_slice(args);
+    common::run_to_end(&all, b"", RUN_TIMEOUT)
 }
 
 /// The finding line about `what`.
@@ -118,17 +116,13 @@ fn bad_flags_are_usage_errors() {
 #[test]
 fn tune_sysctl_dry_run_changes_nothing_and_says_what_it_would_do() {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/tune-sysctl.sh");
-    let output = Command::new("bash")
-        .args([script, "--dry-run", "--persist", "--buffer", "999999999999"])
-        .output()
-        .expect("run tune-sysctl.sh");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+    let (code, stdout, stderr) = common::run_program_to_end(
+        "bash",
+        &[script, "--dry-run", "--persist", "--buffer", "999999999999"],
+        b"",
+        RUN_TIMEOUT,
     );
+    assert_eq!(code, 0, "{stderr}");
     assert!(
         stdout.contains("would run: sysctl -w net.core.rmem_max=999999999999"),
         "{stdout}"
@@ -142,9 +136,11 @@ fn tune_sysctl_dry_run_changes_nothing_and_says_what_it_would_do() {
         "{stdout}"
     );
     assert!(!stdout.contains("running:"), "{stdout}");
-    let bad = Command::new("bash")
-        .args([script, "--dry-run", "--buffer", "lots"])
-        .output()
-        .unwrap();
-    assert_eq!(bad.status.code(), Some(2));
+    let (code, _, _) = common::run_program_to_end(
+        "bash",
+        &[script, "--dry-run", "--buffer", "lots"],
+        b"",
+        RUN_TIMEOUT,
+    );
+    assert_eq!(code, 2);
 }

@@ -1,91 +1,23 @@
 //! Machine-readable stats: `--format json` lines parse with the report's fields, and `--metrics` answers a
 //! real HTTP GET with Prometheus counters after traffic.
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod common;
+
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{self, Receiver};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+use common::{Daemon, STOP_TIMEOUT};
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(10);
 
-struct Running {
-    child: Child,
-    stdout: Receiver<String>,
-    stderr: Receiver<String>,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn lines_of(reader: impl Read + Send + 'static) -> Receiver<String> {
-    let (sender, receiver) = mpsc::channel();
-    thread::spawn(move || {
-        for line in BufReader::new(reader).lines().map_while(Result::ok) {
-            if sender.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    receiver
-}
-
-fn start(extra: &[&str]) -> Running {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_udpd"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--workers",
-            "1",
-            "--no-pin",
-        ])
-        .args(extra)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn udpd");
-    let stdout = lines_of(child.stdout.take().expect("stdout"));
-    let stderr = lines_of(child.stderr.take().expect("stderr"));
-    Running {
-        child,
-        stdout,
-        stderr,
-    }
-}
-
-/// Waits (bounded) for the first line of `lines` that `pick` accepts.
-fn wait_for<T>(lines: &Receiver<String>, what: &str, pick: impl Fn(&str) -> Option<T>) -> T {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let line = lines
-            .recv_timeout(left)
-            .unwrap_or_else(|e| panic!("no {what} within {WAIT:?}: {e}"));
-        if let Some(found) = pick(&line) {
-            return found;
-        }
-    }
-}
-
-fn listening(running: &Running) -> SocketAddr {
-    wait_for(&running.stdout, "listening line", |line| {
-        line.strip_prefix("listening on ")?
-            .split_whitespace()
-            .next()?
-            .parse()
-            .ok()
-    })
+/// `udpd serve` on 127.0.0.1:0 with one unpinned worker and `extra` flags, once it is listening.
+fn start(extra: &[&str]) -> Daemon {
+    let mut args = vec!["--listen", "127.0.0.1:0", "--workers", "1", "--no-pin"];
+    args.extend_from_slice(extra);
+    Daemon::launch(&args)
 }
 
 fn echo(server: SocketAddr, count: usize) {
@@ -99,36 +31,42 @@ fn echo(server: SocketAddr, count: usize) {
     }
 }
 
-fn terminate(running: &mut Running) {
-    let pid = Pid::from_raw(running.child.id() as i32);
-    kill(pid, Signal::SIGTERM).unwrap();
+/// Every report line after `listening on` parses as JSON.
+fn json_line(line: &str) -> Value {
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("every report line is JSON ({e}): {line}"))
 }
 
 #[test]
 fn json_format_prints_parseable_interval_and_summary_objects() {
-    let mut running = start(&["--format", "json", "--interval", "0.05"]);
-    let server = listening(&running);
+    let mut daemon = start(&["--format", "json", "--interval", "0.05"]);
+    let server = daemon.addr;
     echo(server, 7);
     // Interval objects arrive every 50 ms; wait for one that has seen the traffic.
-    let interval = wait_for(&running.stdout, "interval with traffic", |line| {
-        let value: Value = serde_json::from_str(line).expect("every report line is JSON");
-        assert_eq!(value["type"], "interval", "{line}");
-        (value["counts"]["rx"].as_u64()? > 0).then_some(value)
-    });
+    let interval = daemon
+        .process
+        .wait_stdout("interval with traffic", WAIT, |line| {
+            let value = json_line(line);
+            assert_eq!(value["type"], "interval", "{line}");
+            (value["counts"]["rx"].as_u64()? > 0).then_some(value)
+        });
     assert!(interval["per_second"]["rx"].as_f64().unwrap() > 0.0);
     assert!(interval["latency_us"]["p99"].as_f64().is_some());
-    terminate(&mut running);
-    let summary = wait_for(&running.stdout, "summary object", |line| {
-        let value: Value = serde_json::from_str(line).expect("every report line is JSON");
-        (value["type"] == "summary").then_some(value)
-    });
+    let finished = daemon.terminate();
+    let after_interval = finished
+        .stdout
+        .lines()
+        .skip_while(|line| !line.contains("\"interval\""));
+    let summary = after_interval
+        .map(json_line)
+        .find(|value| value["type"] == "summary")
+        .unwrap_or_else(|| panic!("no summary object in:\n{}", finished.stdout));
     assert_eq!(summary["total"]["rx"], 7);
     assert_eq!(summary["total"]["tx"], 7);
     assert_eq!(summary["total"]["rx_bytes"], 14);
     assert_eq!(summary["accounting_holds"], true);
     assert_eq!(summary["latency_us"]["count"], 7);
     assert_eq!(summary["settings"]["listen"], server.to_string());
-    assert_eq!(running.child.wait().unwrap().code(), Some(0));
+    assert_eq!(finished.code, 0, "{}", finished.stderr);
 }
 
 fn http_get(addr: SocketAddr, path: &str) -> String {
@@ -142,15 +80,15 @@ fn http_get(addr: SocketAddr, path: &str) -> String {
 
 #[test]
 fn metrics_endpoint_serves_prometheus_counters_after_traffic() {
-    let mut running = start(&["--quiet", "--interval", "0.05", "--metrics", "127.0.0.1:0"]);
-    let metrics: SocketAddr = wait_for(&running.stderr, "metrics address", |line| {
+    let mut daemon = start(&["--quiet", "--interval", "0.05", "--metrics", "127.0.0.1:0"]);
+    let metrics: SocketAddr = daemon.process.wait_stderr("metrics address", WAIT, |line| {
         line.split("http://")
             .nth(1)?
             .trim_end_matches("/metrics")
             .parse()
             .ok()
     });
-    let server = listening(&running);
+    let server = daemon.addr;
     echo(server, 5);
     // The reporter republishes every interval; poll (bounded) until the counters show the traffic.
     let deadline = Instant::now() + WAIT;
@@ -170,20 +108,17 @@ fn metrics_endpoint_serves_prometheus_counters_after_traffic() {
     assert!(body.contains("# TYPE udpd_tx_total counter"));
     assert!(body.contains("udpd_tx_total{worker=\"0\"} 5\n"));
     assert!(body.contains("udpd_latency_seconds_count"));
-    terminate(&mut running);
-    assert_eq!(running.child.wait().unwrap().code(), Some(0));
+    let finished = daemon.terminate();
+    assert_eq!(finished.code, 0, "{}", finished.stderr);
 }
 
 #[test]
 fn bad_format_and_metrics_values_exit_2_with_one_line() {
     for args in [["--format", "xml"], ["--metrics", "nowhere"]] {
-        let output = Command::new(env!("CARGO_BIN_EXE_udpd"))
-            .arg("serve")
-            .args(args)
-            .output()
-            .unwrap();
-        assert_eq!(output.status.code(), Some(2), "{args:?}");
-        let stderr = String::from_utf8_lossy(&output.stderr);
+        let mut all = vec!["serve"];
+        all.extend_from_slice(&args);
+        let (code, _, stderr) = common::run_to_end(&all, b"", STOP_TIMEOUT);
+        assert_eq!(code, 2, "{args:?}");
         assert_eq!(
             stderr.lines().filter(|l| !l.trim().is_empty()).count(),
             1,

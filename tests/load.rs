@@ -1,9 +1,10 @@
 //! `udpd load` end to end: the real binary against small servers started in the test, on loopback only.
 
+mod common;
+
 use std::net::{SocketAddr, UdpSocket};
-use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -84,27 +85,22 @@ fn discard(_request: &[u8]) -> Option<Vec<u8>> {
     None
 }
 
+/// How a run of `udpd load` ended.
+struct Output {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
 /// Runs `udpd load ARGS...` to completion (killing it past [`RUN_DEADLINE`]).
 fn load(args: &[&str]) -> Output {
-    let child = Command::new(env!("CARGO_BIN_EXE_udpd"))
-        .arg("load")
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn udpd load");
-    let pid = child.id();
-    let (done, finished) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = done.send(child.wait_with_output());
-    });
-    match finished.recv_timeout(RUN_DEADLINE) {
-        Ok(output) => output.expect("wait for udpd load"),
-        Err(_) => {
-            let _ = Command::new("kill").arg(pid.to_string()).status();
-            panic!("udpd load {args:?} ran past {RUN_DEADLINE:?}");
-        }
+    let mut all = vec!["load"];
+    all.extend_from_slice(args);
+    let (code, stdout, stderr) = common::run_to_end(&all, b"", RUN_DEADLINE);
+    Output {
+        code,
+        stdout,
+        stderr,
     }
 }
 
@@ -113,13 +109,13 @@ fn load_json(args: &[&str]) -> (Json, Option<i32>, String) {
     let mut all = args.to_vec();
     all.extend(["--json", "-", "--quiet"]);
     let output = load(&all);
-    let stdout = String::from_utf8(output.stdout).unwrap();
-    let stderr = String::from_utf8(output.stderr).unwrap();
+    let stdout = output.stdout;
+    let stderr = output.stderr;
     assert!(
         stdout.trim_start().starts_with('{') && stdout.trim_end().ends_with('}'),
         "stdout is not one JSON object: {stdout:?} (stderr: {stderr})"
     );
-    (Json(stdout), output.status.code(), stderr)
+    (Json(stdout), Some(output.code), stderr)
 }
 
 /// Just enough JSON reading for flat numeric keys of the summary object.
@@ -191,8 +187,8 @@ fn text_report_has_the_percentile_table() {
         "0.5",
         "--quiet",
     ]);
-    assert_eq!(output.status.code(), Some(0));
-    let text = String::from_utf8(output.stdout).unwrap();
+    assert_eq!(output.code, 0, "{}", output.stderr);
+    let text = output.stdout;
     for word in [
         "target",
         "offered 1000 pps",
@@ -290,8 +286,8 @@ fn expect_none_reports_sends_only_and_succeeds() {
         "none",
         "--quiet",
     ]);
-    assert_eq!(output.status.code(), Some(0));
-    let text = String::from_utf8(output.stdout).unwrap();
+    assert_eq!(output.code, 0, "{}", output.stderr);
+    let text = output.stdout;
     assert!(text.contains("sent"), "{text}");
     assert!(
         !text.contains("received") && !text.contains("p99"),
@@ -483,10 +479,79 @@ fn bad_flags_exit_2_with_one_line() {
         vec![target.as_str(), "--expect", "shout"],
     ] {
         let output = load(&args);
-        assert_eq!(output.status.code(), Some(2), "{args:?}");
-        let stderr = String::from_utf8(output.stderr).unwrap();
+        assert_eq!(output.code, 2, "{args:?}");
+        let stderr = output.stderr;
         assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
         assert!(stderr.starts_with("udpd: error: "), "{stderr}");
         assert!(output.stdout.is_empty(), "{args:?}");
     }
+}
+
+/// The offloads end to end: `udpd load --gso --gro` (bulk bursts; closed loop, so that bursts are full
+/// trains whatever the machine's speed, where an open-loop schedule mostly sends one datagram at a time)
+/// against `udpd serve`. All replies come back correct, and the daemon's summary shows that requests
+/// arrived coalesced (`gro_trains`) and that replies left as trains (`gso_trains`).
+#[test]
+fn load_with_gso_and_gro_against_the_daemon_engages_both_offloads() {
+    let gso = common::kernel_has_gso();
+    let gro = common::kernel_has_gro();
+    if !(gso && gro) {
+        return common::skip_or_fail(&format!(
+            "this kernel lacks UDP GSO ({gso}) or UDP GRO ({gro}): the offloads cannot engage"
+        ));
+    }
+    let daemon = common::Daemon::start_v4(1, &[]);
+    let target = daemon.addr.to_string();
+    let (json, code, stderr) = load_json(&[
+        &target,
+        "--gso",
+        "--gro",
+        "--pattern",
+        "bulk",
+        "--outstanding",
+        "32",
+        "--batch",
+        "16",
+        "--flows",
+        "2",
+        "--payload",
+        "64",
+        "--duration",
+        "0.05",
+        "--timeout",
+        "5",
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    json.assert_counts_add_up();
+    let sent = json.count("sent");
+    // Closed loop: the first burst of each flow alone is 16 datagrams; a run sends thousands.
+    assert!(sent >= 32, "at least one burst per flow: {}", json.0);
+    assert_eq!(json.count("mismatched"), 0, "{}", json.0);
+    assert_eq!(json.count("duplicates"), 0, "{}", json.0);
+    assert_eq!(json.count("late"), 0, "{}", json.0);
+    assert_eq!(json.count("lost"), 0, "{}", json.0);
+    assert_eq!(
+        json.count("received"),
+        sent,
+        "every reply correct: {}",
+        json.0
+    );
+    let summary = daemon.stop();
+    summary.assert_accounting_holds();
+    assert_eq!(
+        summary.total("rx") + summary.total("kernel_rx_overflow"),
+        sent,
+        "the daemon saw every request:\n{}",
+        summary.stdout
+    );
+    assert!(
+        summary.total("gro_trains") > 0,
+        "the load's GSO bursts must arrive coalesced (GRO trains):\n{}",
+        summary.stdout
+    );
+    assert!(
+        summary.total("gso_trains") > 0,
+        "the replies to coalesced requests must leave as GSO trains:\n{}",
+        summary.stdout
+    );
 }

@@ -10,8 +10,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::{
-    assert_silent, can_bind, client_for, client_on, recv_reply, round_trip, run_udpd,
-    wait_receive_queue_empty, Daemon, Summary,
+    assert_silent, can_bind, client_for, client_on, feature, kernel_has_gro, recv_reply,
+    round_trip, run_udpd, skip_or_fail, wait_receive_queue_empty, Daemon, Summary,
 };
 use nix::errno::Errno;
 use nix::sys::socket::{setsockopt, sockopt};
@@ -260,8 +260,7 @@ fn many_concurrent_clients_each_get_their_own_replies() {
 #[test]
 fn ipv6_loopback_echo() {
     if !can_bind("[::1]:0") {
-        println!("skipped: this machine has no IPv6 loopback (cannot bind [::1]:0)");
-        return;
+        return skip_or_fail("this machine has no IPv6 loopback (cannot bind [::1]:0)");
     }
     let daemon = Daemon::start("[::1]:0", 2, &[]);
     assert!(daemon.addr.is_ipv6(), "listening on {}", daemon.addr);
@@ -272,8 +271,7 @@ fn ipv6_loopback_echo() {
 #[test]
 fn wildcard_bind_answers_from_the_address_the_client_sent_to() {
     if !can_bind("127.0.0.2:0") {
-        println!("skipped: 127.0.0.2 is not a local address here");
-        return;
+        return skip_or_fail("127.0.0.2 is not a local address here");
     }
     let daemon = Daemon::start("0.0.0.0:0", 1, &[]);
     let port = daemon.port();
@@ -575,13 +573,13 @@ fn address_in_use_exits_1_with_one_line() {
 
 // ---- GSO trains sent by the client (UDP_SEGMENT), received with and without GRO ----
 
-/// Sets UDP_SEGMENT on `socket`; `false` (with a printed skip note) when the kernel lacks UDP GSO.
+/// Sets UDP_SEGMENT on `socket`; `false` (after [`skip_or_fail`]) when the kernel lacks UDP GSO.
 fn set_gso(socket: &UdpSocket, segment: usize) -> bool {
     let size = i32::try_from(segment).expect("segment size fits");
     match setsockopt(socket, sockopt::UdpGsoSegment, &size) {
         Ok(()) => true,
         Err(Errno::ENOPROTOOPT) => {
-            println!("skipped: this kernel has no UDP_SEGMENT (UDP GSO)");
+            skip_or_fail("this kernel has no UDP_SEGMENT (UDP GSO)");
             false
         }
         Err(e) => panic!("setsockopt UDP_SEGMENT {segment}: {e}"),
@@ -659,6 +657,21 @@ fn gso_train_round_trip(extra: &[&str]) {
             "--no-gro must receive no GRO trains:\n{}",
             summary.stdout
         );
+    } else if gro_engages() {
+        assert_eq!(
+            summary.total("gro_trains"),
+            1,
+            "with GRO the train must arrive coalesced, as one GRO train:\n{}",
+            summary.stdout
+        );
+        // The echo of a coalesced train leaves as a train when GSO is on (whole-train fast path).
+        if !extra.contains(&"--no-gso") {
+            assert!(
+                summary.total("gso_trains") >= 1,
+                "with GRO and GSO the replies to a train must leave as a GSO train:\n{}",
+                summary.stdout
+            );
+        }
     }
     if extra.contains(&"--no-gso") {
         assert_eq!(
@@ -669,6 +682,15 @@ fn gso_train_round_trip(extra: &[&str]) {
         );
     }
     summary.assert_accounting_holds();
+}
+
+/// Whether this kernel offers UDP_GRO, so that a daemon with GRO on must report `gro_trains`; a skip
+/// note (or, with `UDPD_REQUIRE_FEATURES=1`, a failure) when it does not.
+fn gro_engages() -> bool {
+    feature(
+        kernel_has_gro(),
+        "this kernel has no UDP_GRO: cannot check that GRO engaged",
+    )
 }
 
 #[test]
@@ -718,6 +740,19 @@ fn gso_train_is_answered_by_upper_and_ack_per_datagram() {
         let summary = daemon.stop();
         assert_eq!(summary.total("rx"), 9, "{handler} {extra:?}");
         assert_eq!(summary.total("tx"), 9, "{handler} {extra:?}");
+        if extra.is_empty() && gro_engages() {
+            assert_eq!(
+                summary.total("gro_trains"),
+                1,
+                "{handler}: the train must arrive as one GRO train:\n{}",
+                summary.stdout
+            );
+            assert!(
+                summary.total("gso_trains") >= 1,
+                "{handler}: the replies to a coalesced train must leave as GSO trains:\n{}",
+                summary.stdout
+            );
+        }
         summary.assert_accounting_holds();
     }
 }
@@ -767,6 +802,19 @@ fn gso_mixed_trains(extra: &[&str]) {
     assert_eq!(summary.total("tx"), n, "{}", summary.stdout);
     assert_eq!(summary.total("rx_bytes"), bytes, "{}", summary.stdout);
     assert_eq!(summary.total("tx_bytes"), bytes, "{}", summary.stdout);
+    if !extra.contains(&"--no-gro") && gro_engages() {
+        assert_eq!(
+            summary.total("gro_trains"),
+            plan.len() as u64,
+            "with GRO each train must arrive coalesced:\n{}",
+            summary.stdout
+        );
+        assert!(
+            summary.total("gso_trains") >= 1,
+            "with GRO and GSO echoed trains must leave as GSO trains:\n{}",
+            summary.stdout
+        );
+    }
     summary.assert_accounting_holds();
 }
 
@@ -813,6 +861,14 @@ fn gso_train_truncation(extra: &[&str]) {
     );
     assert_eq!(summary.total("tx"), 2, "{}", summary.stdout);
     assert_eq!(summary.total("rx"), 11, "{}", summary.stdout);
+    if !extra.contains(&"--no-gro") && gro_engages() {
+        assert_eq!(
+            summary.total("gro_trains"),
+            2,
+            "with GRO both trains must arrive coalesced:\n{}",
+            summary.stdout
+        );
+    }
     summary.assert_accounting_holds();
 }
 
@@ -827,8 +883,9 @@ fn gso_train_over_max_datagram_is_truncated_per_segment_without_gro() {
 }
 
 /// Replies that outgrow the worker's reply queue within one receive batch are sent mid-batch, not dropped:
-/// an `ack` handler answering 1000 bytes to each 64-byte request turns one batch of coalesced trains into
-/// far more reply bytes than the 4 MiB queue holds.
+/// an `ack` handler answering 1000 bytes to each 400-byte request turns one batch of coalesced trains
+/// (150 × 40 requests, 6 MB of replies) into more reply bytes than the 4 MiB queue holds. The requests are
+/// large enough (428 bytes on the wire for 1028 back) to stay within the default amplification cap of 3.
 #[test]
 fn replies_larger_than_the_queue_are_flushed_mid_batch_not_dropped() {
     let text = "a".repeat(1000);
@@ -845,18 +902,17 @@ fn replies_larger_than_the_queue_are_flushed_mid_batch_not_dropped() {
         ],
     );
     let client = client_for(daemon.addr);
-    if !set_gso(&client, 64) {
+    if !set_gso(&client, 400) {
         return;
     }
     // Stop the daemon while the trains queue up in its (large) receive buffer, so that its first batch
     // after SIGCONT holds all of them at once.
-    let pid = nix::unistd::Pid::from_raw(daemon.pid() as i32);
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).expect("SIGSTOP udpd");
+    daemon.signal(nix::sys::signal::Signal::SIGSTOP);
     let trains = 150;
     for id in 0..trains {
-        send_train(&client, 64, &train(id as u8, 64, 40, 0), daemon.addr);
+        send_train(&client, 400, &train(id as u8, 400, 40, 0), daemon.addr);
     }
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).expect("SIGCONT udpd");
+    daemon.signal(nix::sys::signal::Signal::SIGCONT);
     wait_receive_queue_empty(daemon.addr, Duration::from_secs(10));
     let summary = daemon.stop();
     summary.assert_accounting_holds();
@@ -872,4 +928,16 @@ fn replies_larger_than_the_queue_are_flushed_mid_batch_not_dropped() {
         trains * 40,
         "every train is received or dropped whole by the kernel"
     );
+    if gro_engages() {
+        assert!(
+            summary.total("gro_trains") >= 1,
+            "the trains must arrive coalesced:\n{}",
+            summary.stdout
+        );
+        assert!(
+            summary.total("gso_trains") >= 1,
+            "equal-size replies to one peer must leave as GSO trains:\n{}",
+            summary.stdout
+        );
+    }
 }

@@ -1,12 +1,25 @@
 //! What a person sees: `udpd client` in a real terminal (tmux), typing a line and reading the reply.
 
+mod common;
+
 use std::net::UdpSocket;
-use std::process::{Command, Output};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::{run_command_to_end, skip_or_fail, tool_runs};
+
 /// Longest wait for any one thing to appear on the screen.
 const SCREEN_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Longest any one tmux command may take.
+const TMUX_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What a tmux command returned: exit code, stdout, stderr.
+struct Output {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
 
 /// A tmux server of our own (its own socket file), killed and its socket removed on drop.
 struct Tmux {
@@ -14,19 +27,27 @@ struct Tmux {
 }
 
 impl Tmux {
+    /// Runs `tmux -S SOCKET ARGS` (bounded).
     fn run(&self, args: &[&str]) -> Output {
-        Command::new("tmux")
-            .arg("-S")
-            .arg(&self.socket)
-            .args(args)
-            .env("TERM", "xterm-256color")
-            .output()
-            .expect("run tmux")
+        let socket = self.socket.to_str().expect("a UTF-8 socket path");
+        let mut all = vec!["-S", socket];
+        all.extend_from_slice(args);
+        let (code, stdout, stderr) = run_command_to_end(
+            "tmux",
+            &all,
+            &[("TERM", "xterm-256color")],
+            b"",
+            TMUX_TIMEOUT,
+        );
+        Output {
+            code,
+            stdout,
+            stderr,
+        }
     }
 
     fn screen(&self) -> String {
-        String::from_utf8_lossy(&self.run(&["capture-pane", "-p", "-t", "udpd"]).stdout)
-            .into_owned()
+        self.run(&["capture-pane", "-p", "-t", "udpd"]).stdout
     }
 
     /// Polls the screen until `want` holds, bounded by [`SCREEN_TIMEOUT`]; returns the screen.
@@ -53,18 +74,10 @@ impl Drop for Tmux {
     }
 }
 
-fn tmux_available() -> bool {
-    Command::new("tmux")
-        .arg("-V")
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
 #[test]
 fn interactive_client_shows_a_prompt_and_the_reply() {
-    if !tmux_available() {
-        println!("skipped: tmux is not installed (apt-get install -y tmux)");
-        return;
+    if !tool_runs("tmux", &["-V"]) {
+        return skip_or_fail("tmux is not installed (apt-get install -y tmux)");
     }
     let server = UdpSocket::bind("127.0.0.1:0").unwrap();
     server
@@ -96,11 +109,7 @@ fn interactive_client_shows_a_prompt_and_the_reply() {
         "30",
         &command,
     ]);
-    assert!(
-        started.status.success(),
-        "tmux: {}",
-        String::from_utf8_lossy(&started.stderr)
-    );
+    assert_eq!(started.code, 0, "tmux: {}", started.stderr);
 
     let screen = tmux.wait_for("the prompt", |s| s.lines().any(|l| l == ">" || l == "> "));
     assert!(
