@@ -181,9 +181,7 @@ fn bad_peers_are_usage_errors() {
 fn a_line_that_is_not_utf8_is_sent_as_typed_and_the_chat_goes_on() {
     let mut bob = Chat::start(&[]);
     let mut alice = Chat::start(&[format!("bob={}", bob.addr)]);
-    let stdin = alice.stdin.as_mut().expect("stdin still open");
-    stdin.write_all(b"caf\xe9 \xff!\n").unwrap();
-    stdin.flush().unwrap();
+    alice.process.write_stdin_bytes(b"caf\xe9 \xff!\n");
     alice.type_line("still here");
     let strange = bob.expect(|line| line.ends_with("caf\\xe9 \\xff!"));
     let from = alice.addr.to_string();

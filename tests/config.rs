@@ -295,46 +295,13 @@ fn the_shipped_example_config_is_valid() {
     assert_eq!(value(&stdout, "handler"), "\"echo\"");
 }
 
-/// Runs `udpd serve ARGS`, killed if it has not exited within 10 s; returns (exit code, stdout, stderr),
-/// the code `None` when it had to be killed.
+/// Runs `udpd serve ARGS` through the common harness (killed, and the test failed, if it has not exited
+/// within 10 s); returns (exit code, stdout, stderr).
 fn serve_bounded(args: &[&str]) -> (Option<i32>, String, String) {
-    use std::io::Read;
-    use std::process::Stdio;
-    use std::time::{Duration, Instant};
-    let mut child = Command::new(env!("CARGO_BIN_EXE_udpd"))
-        .arg("serve")
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn udpd serve");
-    let drain = |mut pipe: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = pipe.read_to_string(&mut text);
-            text
-        })
-    };
-    let stdout = drain(Box::new(child.stdout.take().expect("stdout")));
-    let stderr = drain(Box::new(child.stderr.take().expect("stderr")));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let code = loop {
-        if let Some(status) = child.try_wait().expect("wait for udpd") {
-            break status.code();
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    (
-        code,
-        stdout.join().unwrap_or_default(),
-        stderr.join().unwrap_or_default(),
-    )
+    let mut all = vec!["serve"];
+    all.extend_from_slice(args);
+    let (code, stdout, stderr) = common::run_to_end(&all, b"", Duration::from_secs(10));
+    (Some(code), stdout, stderr)
 }
 
 #[test]

@@ -180,7 +180,9 @@ pub fn decode_recv_control(buf: &[u8], len: usize) -> RecvControl {
         let cmsg_len = usize::from_ne_bytes(buf[offset..offset + 8].try_into().unwrap_or([0; 8]));
         let level = i32::from_ne_bytes(buf[offset + 8..offset + 12].try_into().unwrap_or([0; 4]));
         let kind = i32::from_ne_bytes(buf[offset + 12..offset + 16].try_into().unwrap_or([0; 4]));
-        if cmsg_len < CMSG_HEADER || offset + cmsg_len > buf.len() {
+        // `offset + CMSG_HEADER <= buf.len()` holds here, so the subtraction cannot wrap; a lying
+        // `cmsg_len` (up to usize::MAX) must not overflow the sum.
+        if cmsg_len < CMSG_HEADER || cmsg_len > buf.len() - offset {
             break;
         }
         let data = &buf[offset + CMSG_HEADER..offset + cmsg_len];
@@ -202,9 +204,11 @@ fn decode_one(level: i32, kind: i32, data: &[u8], out: &mut RecvControl) {
     match (level, kind) {
         (libc::SOL_SOCKET, libc::SO_TIMESTAMPNS) => {
             if let (Some(sec), Some(nsec)) = (read_i64(data, 0), read_i64(data, 8)) {
-                if sec >= 0 && nsec >= 0 {
-                    out.rx_time_ns = Some(sec as u64 * 1_000_000_000 + nsec as u64);
-                }
+                // A time past year 2554 does not fit in u64 nanoseconds: ignore it rather than wrap.
+                out.rx_time_ns = u64::try_from(sec)
+                    .ok()
+                    .zip(u64::try_from(nsec).ok())
+                    .and_then(|(sec, nsec)| sec.checked_mul(1_000_000_000)?.checked_add(nsec));
             }
         }
         (libc::SOL_SOCKET, libc::SO_RXQ_OVFL) => out.kernel_drops = read_u32(data, 0),
@@ -372,6 +376,20 @@ mod tests {
         // A header claiming more bytes than were written stops decoding instead of reading past the end.
         buf.0[0..8].copy_from_slice(&10_000usize.to_ne_bytes());
         assert_eq!(decode_recv_control(&buf.0, len), RecvControl::default());
+    }
+
+    #[test]
+    fn lying_lengths_and_huge_timestamps_are_ignored_not_wrapped() {
+        // A header claiming usize::MAX bytes must stop decoding, not overflow `offset + len`.
+        let mut buf = vec![0u8; 32];
+        buf[0..8].copy_from_slice(&16usize.to_ne_bytes());
+        buf[16..24].copy_from_slice(&usize::MAX.to_ne_bytes());
+        assert_eq!(decode_recv_control(&buf, 32), RecvControl::default());
+        let mut ts = Vec::new();
+        ts.extend_from_slice(&i64::MAX.to_ne_bytes());
+        ts.extend_from_slice(&0i64.to_ne_bytes());
+        let (buf, len) = build(&[(libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, ts)]);
+        assert_eq!(decode_recv_control(&buf.0, len).rx_time_ns, None);
     }
 
     #[test]

@@ -182,9 +182,14 @@ impl Running {
 
     /// Writes `text` to the process's stdin and flushes.
     pub fn write_stdin(&mut self, text: &str) {
+        self.write_stdin_bytes(text.as_bytes());
+    }
+
+    /// Writes raw bytes (not necessarily UTF-8) to the process's stdin and flushes.
+    pub fn write_stdin_bytes(&mut self, bytes: &[u8]) {
         let stdin = self.stdin.as_mut().expect("stdin is a pipe and still open");
         stdin
-            .write_all(text.as_bytes())
+            .write_all(bytes)
             .and_then(|()| stdin.flush())
             .unwrap_or_else(|e| panic!("write to the stdin of {}: {e}", self.what));
     }

@@ -52,7 +52,7 @@ pub struct Summary {
     pub accounting_rhs: Vec<(String, u64)>,
     /// Whether the accounting line ends in `(holds)`.
     pub holds: bool,
-    /// `kernel:` terms: arrived, rx, kernel_rx_overflow.
+    /// `kernel:` terms: rx, kernel_rx_overflow.
     pub kernel: BTreeMap<String, u64>,
     /// Everything the daemon printed, for failure messages.
     pub stdout: String,
