@@ -190,6 +190,48 @@ fn datagrams_from_port_zero_are_dropped_without_disabling_gso() {
     }
 }
 
+/// With the loop guard off, replies to port 0 reach the kernel as one GSO train, which it refuses with
+/// `EINVAL`: the daemon must attribute that to the destination (its single datagrams fail too), count
+/// them as `tx_error` and keep GSO for everyone else.
+#[test]
+fn a_refused_train_to_port_zero_is_blamed_on_its_destination_not_on_gso() {
+    let Some(raw) = raw_sender() else { return };
+    if !feature(kernel_has_gso(), "this kernel has no UDP GSO") {
+        return;
+    }
+    let daemon = Daemon::start_v4(1, &["--no-loop-guard"]);
+    let forged = SocketAddrV4::new(Ipv4Addr::new(127, 0, 0, 9), 0);
+    for _ in 0..4 {
+        raw.send(forged, v4(daemon.addr), &[b'z'; 100]);
+    }
+    let client = client_at("127.0.0.1");
+    assert_eq!(round_trip(&client, daemon.addr, b"ping"), b"ping");
+    setsockopt(&client, sockopt::UdpGsoSegment, &100).expect("UDP_SEGMENT");
+    let train: Vec<u8> = (0..800u32).map(|i| (i % 251) as u8).collect();
+    client.send_to(&train, daemon.addr).expect("send train");
+    for (i, segment) in train.chunks(100).enumerate() {
+        let (reply, _) = recv_reply(&client, &format!("segment {i} of the train"));
+        assert_eq!(reply, segment, "segment {i}");
+    }
+    let summary = stop_checked(daemon);
+    assert_eq!(summary.total("loop_guard"), 0, "{}", summary.stdout);
+    assert_eq!(
+        summary.total("tx_error"),
+        4,
+        "every reply to port 0 is refused by the kernel and counted:\n{}",
+        summary.stdout
+    );
+    assert_eq!(
+        summary.total("gso_disabled"),
+        0,
+        "a per-destination refusal must not turn GSO off:\n{}",
+        summary.stdout
+    );
+    if feature(kernel_has_gro(), "this kernel has no UDP GRO") {
+        assert!(summary.total("gso_trains") >= 1, "{}", summary.stdout);
+    }
+}
+
 // ---- 3. loop-guard ports ----
 
 #[test]
