@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use udpd::handler::{Handler, Upper};
-use udpd::serve::queue::{Destination, ReplyQueue};
+use udpd::serve::queue::{Destination, ReplyQueue, ReplyTo};
 use udpd::serve::respond::{reply_path, ReplyPath};
 use udpd::serve::segments::Received;
 use udpd::stats::WorkerStats;
@@ -59,20 +59,19 @@ fn one_batch(
     for (group, &(start, len, peer, destination)) in input.buffers.iter().enumerate() {
         let segment = (len > input.payload).then_some(input.payload as u16);
         let view = Received::new(&input.bytes[start..start + len], segment);
+        let to = ReplyTo {
+            destination,
+            group: group as u64,
+            rx_time_ns: 1_000,
+        };
         match reply_path(&view, echoes, queue.gso_enabled(), 65_535) {
-            ReplyPath::Borrow => queue.stage_borrowed(
-                start,
-                len,
-                view.stride(),
-                view.count(),
-                &destination,
-                group as u64,
-                1_000,
-            ),
+            ReplyPath::Borrow => {
+                queue.stage_borrowed(start, len, (view.stride(), view.count()), &to)
+            }
             _ => {
                 for request in view.segments() {
                     if let Some(n) = handler.handle(request, peer, queue.reply_buffer()) {
-                        queue.stage(n, &destination, group as u64, 1_000);
+                        queue.stage(n, &to);
                     }
                 }
             }

@@ -44,25 +44,11 @@ pub struct Echo;
 impl Handler for Echo {
     #[inline]
     fn handle(&mut self, request: &[u8], _peer: SocketAddr, reply: &mut [u8]) -> Option<usize> {
-        let len = request.len().min(reply.len());
-        reply[..len].copy_from_slice(&request[..len]);
-        Some(len)
+        Some(same_length_reply(request, reply, copy_into))
     }
 
-    fn handle_train(
-        &mut self,
-        requests: &[u8],
-        _: usize,
-        _: SocketAddr,
-        replies: &mut [u8],
-    ) -> bool {
-        match replies.get_mut(..requests.len()) {
-            Some(out) => {
-                out.copy_from_slice(requests);
-                true
-            }
-            None => false,
-        }
+    fn handle_train(&mut self, requests: &[u8], _: usize, _: SocketAddr, out: &mut [u8]) -> bool {
+        same_length_train(requests, out, copy_into)
     }
 
     fn echoes_requests(&self) -> bool {
@@ -77,26 +63,37 @@ pub struct Upper;
 impl Handler for Upper {
     #[inline]
     fn handle(&mut self, request: &[u8], _peer: SocketAddr, reply: &mut [u8]) -> Option<usize> {
-        let len = request.len().min(reply.len());
-        upper_into(&request[..len], &mut reply[..len]);
-        Some(len)
+        Some(same_length_reply(request, reply, upper_into))
     }
 
-    fn handle_train(
-        &mut self,
-        requests: &[u8],
-        _: usize,
-        _: SocketAddr,
-        replies: &mut [u8],
-    ) -> bool {
-        match replies.get_mut(..requests.len()) {
-            Some(out) => {
-                upper_into(requests, out);
-                true
-            }
-            None => false,
-        }
+    fn handle_train(&mut self, requests: &[u8], _: usize, _: SocketAddr, out: &mut [u8]) -> bool {
+        same_length_train(requests, out, upper_into)
     }
+}
+
+/// A reply of the request's length made by `transform` (clamped to the reply buffer); returns its length.
+#[inline]
+fn same_length_reply(request: &[u8], reply: &mut [u8], transform: fn(&[u8], &mut [u8])) -> usize {
+    let len = request.len().min(reply.len());
+    transform(&request[..len], &mut reply[..len]);
+    len
+}
+
+/// [`same_length_reply`] for a whole train at once; `false` when `replies` cannot hold it.
+#[inline]
+fn same_length_train(requests: &[u8], replies: &mut [u8], transform: fn(&[u8], &mut [u8])) -> bool {
+    match replies.get_mut(..requests.len()) {
+        Some(out) => {
+            transform(requests, out);
+            true
+        }
+        None => false,
+    }
+}
+
+/// Copies `source` into `target` (the same length).
+fn copy_into(source: &[u8], target: &mut [u8]) {
+    target.copy_from_slice(source);
 }
 
 /// Writes `source` with ASCII letters upper-cased into `target` (the same length).

@@ -90,13 +90,15 @@ pub fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
-fn mask_u32(prefix: u8) -> u32 {
+/// The network mask of an IPv4 prefix length (0 to 32; longer counts as 32).
+pub fn mask_u32(prefix: u8) -> u32 {
     u32::MAX
         .checked_shl(32 - u32::from(prefix.min(32)))
         .unwrap_or(0)
 }
 
-fn mask_u128(prefix: u8) -> u128 {
+/// The network mask of an IPv6 prefix length (0 to 128; longer counts as 128).
+pub fn mask_u128(prefix: u8) -> u128 {
     u128::MAX
         .checked_shl(128 - u32::from(prefix.min(128)))
         .unwrap_or(0)

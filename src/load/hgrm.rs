@@ -56,11 +56,12 @@ pub fn hgrm(hist: &Histogram<u64>) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn histogram() -> Histogram<u64> {
-        let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).unwrap();
+    /// 1,000 latencies from 1 us to 1 ms, one each: the histogram the load report tests share.
+    pub fn histogram() -> Histogram<u64> {
+        let mut hist = crate::stats::latency_histogram();
         for value in 1..=1000u64 {
             hist.saturating_record(value * 1_000);
         }

@@ -252,14 +252,7 @@ fn number(value: f64) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn histogram() -> Histogram<u64> {
-        let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).unwrap();
-        for value in 1..=1000u64 {
-            hist.saturating_record(value * 1_000);
-        }
-        hist
-    }
+    use crate::load::hgrm::tests::histogram;
 
     fn summary() -> Summary {
         Summary {

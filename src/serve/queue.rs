@@ -12,7 +12,7 @@
 //! (`super::receive::ReceiveBuffer`) can only be refilled through a call that does exactly that.
 
 use super::segments::split_into_datagrams;
-pub use super::train::{Bytes, Destination};
+pub use super::train::{Bytes, Destination, ReplyTo};
 use super::train::{Grouping, StagedRun};
 use crate::sys::{IoRange, OutMessage};
 
@@ -100,27 +100,10 @@ impl ReplyQueue {
     /// Records a whole reply train the handler wrote at once into [`reply_buffer`](Self::reply_buffer):
     /// `bytes` in `count` datagrams of `segment` bytes (the last may be shorter), for one destination.
     /// The caller keeps `count` within `GSO_MAX_SEGMENTS` and `bytes` within `GSO_MAX_BYTES`.
-    pub fn stage_train(
-        &mut self,
-        bytes: usize,
-        segment: usize,
-        count: usize,
-        destination: &Destination,
-        group: u64,
-        rx_time_ns: u64,
-    ) {
+    pub fn stage_train(&mut self, bytes: usize, segment: usize, count: usize, to: &ReplyTo) {
         let (offset, bytes) = self.claim(bytes);
-        self.staged.push(StagedRun::new(
-            Bytes::Arena,
-            offset,
-            bytes,
-            segment,
-            count,
-            self.gso,
-            group,
-            destination,
-            rx_time_ns,
-        ));
+        let run = StagedRun::new(Bytes::Arena, offset, bytes, (segment, count), self.gso, to);
+        self.staged.push(run);
     }
 
     /// Records replies that are byte for byte the requests at `offset..offset + bytes` of the receive buffer
@@ -128,54 +111,39 @@ impl ReplyQueue {
     /// keeps `count` within `GSO_MAX_SEGMENTS` and `bytes` within `GSO_MAX_BYTES` (one datagram when GSO
     /// is off); the bytes are copied out by [`detach_borrowed`](Self::detach_borrowed) before the receive
     /// buffer is refilled.
-    #[allow(clippy::too_many_arguments)]
     pub fn stage_borrowed(
         &mut self,
         offset: usize,
         bytes: usize,
-        segment: usize,
-        count: usize,
-        destination: &Destination,
-        group: u64,
-        rx_time_ns: u64,
+        (segment, count): (usize, usize),
+        to: &ReplyTo,
     ) {
-        self.staged.push(StagedRun::new(
+        let run = StagedRun::new(
             Bytes::Received,
             offset,
             bytes,
-            segment,
-            count,
+            (segment, count),
             self.gso,
-            group,
-            destination,
-            rx_time_ns,
-        ));
+            to,
+        );
+        self.staged.push(run);
     }
 
-    /// Records that the handler wrote `len` bytes into [`reply_buffer`](Self::reply_buffer) for `destination`.
+    /// Records that the handler wrote `len` bytes into [`reply_buffer`](Self::reply_buffer) for `to`.
     ///
-    /// `group` names the received buffer the request came from: replies staged with the same group must
-    /// share destination and receive time (the worker numbers its received buffers), which lets a
-    /// GRO-coalesced request train become a reply train without comparing addresses per datagram.
+    /// Replies staged for the same `to.group` (the same received buffer) share destination and receive
+    /// time, which lets a GRO-coalesced request train become a reply train without comparing addresses
+    /// per datagram.
     #[inline]
-    pub fn stage(&mut self, len: usize, destination: &Destination, group: u64, rx_time_ns: u64) {
+    pub fn stage(&mut self, len: usize, to: &ReplyTo) {
         let (offset, len) = self.claim(len);
         if let Some(run) = self.staged.last_mut() {
-            if run.try_extend(len as u32, offset as u32, group) {
+            if run.try_extend(len as u32, offset as u32, to.group) {
                 return;
             }
         }
-        self.staged.push(StagedRun::new(
-            Bytes::Arena,
-            offset,
-            len,
-            len,
-            1,
-            self.gso,
-            group,
-            destination,
-            rx_time_ns,
-        ));
+        let run = StagedRun::new(Bytes::Arena, offset, len, (len, 1), self.gso, to);
+        self.staged.push(run);
     }
 
     /// Whether unsent replies still borrow the receive buffer.
@@ -437,6 +405,15 @@ mod tests {
         }
     }
 
+    /// Replies to `port` for the received buffer `group`, received at time 7.
+    fn to(port: u16, group: u64) -> ReplyTo {
+        ReplyTo {
+            destination: dest(port),
+            group,
+            rx_time_ns: 7,
+        }
+    }
+
     /// Stages one reply as if it came from its own received buffer (its own group).
     fn push(queue: &mut ReplyQueue, port: u16, bytes: &[u8]) {
         static NEXT_GROUP: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
@@ -447,7 +424,7 @@ mod tests {
     fn push_in_group(queue: &mut ReplyQueue, port: u16, bytes: &[u8], group: u64) {
         assert!(queue.has_room());
         queue.reply_buffer()[..bytes.len()].copy_from_slice(bytes);
-        queue.stage(bytes.len(), &dest(port), group, 7);
+        queue.stage(bytes.len(), &to(port, group));
     }
 
     /// The datagrams each message puts on the wire, as the kernel cuts them: its iovecs concatenated, then
@@ -508,7 +485,7 @@ mod tests {
         let mut queue = ReplyQueue::new(1 << 20, 1024, true);
         let bytes = b"aaaabbbbcc";
         queue.reply_buffer()[..bytes.len()].copy_from_slice(bytes);
-        queue.stage_train(bytes.len(), 4, 3, &dest(9), 5, 7);
+        queue.stage_train(bytes.len(), 4, 3, &to(9, 5));
         push_in_group(&mut queue, 9, b"x", 6);
         queue.seal();
         let out = wire(&queue);
@@ -533,7 +510,7 @@ mod tests {
     fn borrowed_replies_go_out_from_the_receive_buffer_and_detach_on_demand() {
         let mut queue = ReplyQueue::new(1 << 20, 1024, true);
         let mut received = b"xxHELLOWORLD!yy".to_vec();
-        queue.stage_borrowed(2, 11, 5, 3, &dest(4), 1, 7);
+        queue.stage_borrowed(2, 11, (5, 3), &to(4, 1));
         push_in_group(&mut queue, 4, b"own", 2);
         queue.seal();
         assert!(queue.borrows_received());
@@ -562,9 +539,9 @@ mod tests {
         let received = vec![1u8; 3 * REPLY_MAX];
         // Fill the arena with own replies, then borrow more than the room left.
         while queue.has_room() {
-            queue.stage(REPLY_MAX, &dest(1), 9, 7);
+            queue.stage(REPLY_MAX, &to(1, 9));
         }
-        queue.stage_borrowed(0, 3 * REPLY_MAX, REPLY_MAX, 3, &dest(2), 10, 7);
+        queue.stage_borrowed(0, 3 * REPLY_MAX, (REPLY_MAX, 3), &to(2, 10));
         queue.seal();
         let before = queue.unsent().len();
         assert_eq!(queue.detach_borrowed(&received), 3);

@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 
 use super::guard::{Refusal, Tick};
-use super::queue::Destination;
+use super::queue::{Destination, ReplyTo};
 use super::segments::Received;
 use super::transmit::realtime_ns;
 use super::worker::Worker;
@@ -118,9 +118,11 @@ impl Worker {
                 self.flush();
             }
             let reply = Reply {
-                destination,
-                group,
-                rx_time_ns,
+                to: ReplyTo {
+                    destination,
+                    group,
+                    rx_time_ns,
+                },
                 peer,
                 datagrams: admitted,
             };
@@ -150,38 +152,22 @@ impl Worker {
         let ipv6 = canonical(reply.peer.ip()).is_ipv6();
         let queue = &mut tx.queue;
         let path = reply_path(&view, echoes, queue.gso_enabled(), max_datagram);
-        let Reply {
-            destination,
-            group,
-            rx_time_ns,
-            peer,
-            ..
-        } = reply;
+        let to = &reply.to;
+        let shape = (view.stride(), view.count());
         if path == ReplyPath::Borrow && queue.has_room() {
-            let bytes = view.bytes().len();
-            queue.stage_borrowed(
-                start,
-                bytes,
-                view.stride(),
-                view.count(),
-                &destination,
-                group,
-                rx_time_ns,
-            );
+            queue.stage_borrowed(start, view.bytes().len(), shape, to);
             return;
         }
         if path == ReplyPath::Train
             && queue.has_room()
-            && handler.handle_train(view.bytes(), view.stride(), peer, queue.reply_buffer())
-        {
-            queue.stage_train(
-                view.bytes().len(),
+            && handler.handle_train(
+                view.bytes(),
                 view.stride(),
-                view.count(),
-                &destination,
-                group,
-                rx_time_ns,
-            );
+                reply.peer,
+                queue.reply_buffer(),
+            )
+        {
+            queue.stage_train(view.bytes().len(), shape.0, shape.1, to);
             return;
         }
         for request in view.segments() {
@@ -197,11 +183,11 @@ impl Worker {
                 }
             }
             let queue = &mut tx.queue;
-            match handler.handle(request, peer, queue.reply_buffer()) {
+            match handler.handle(request, reply.peer, queue.reply_buffer()) {
                 Some(len) if capped && !guard.reply_within_cap(request.len(), len, ipv6) => {
                     stats.counters.amplification_refused += 1;
                 }
-                Some(len) => queue.stage(len, &destination, group, rx_time_ns),
+                Some(len) => queue.stage(len, to),
                 None => stats.counters.no_reply += 1,
             }
         }
@@ -211,9 +197,7 @@ impl Worker {
 /// Where the replies to one received buffer go, and what they share.
 #[derive(Clone, Copy)]
 struct Reply {
-    destination: Destination,
-    group: u64,
-    rx_time_ns: u64,
+    to: ReplyTo,
     peer: SocketAddr,
     /// How many of the buffer's datagrams the guard admitted (the first ones).
     datagrams: usize,

@@ -21,6 +21,16 @@ pub struct Destination {
     pub ifindex: u32,
 }
 
+/// What every reply to one received buffer shares: where it goes, which received buffer it answers (the
+/// worker numbers them: replies of one `group` share destination and receive time), and when that
+/// buffer arrived (for latency).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReplyTo {
+    pub destination: Destination,
+    pub group: u64,
+    pub rx_time_ns: u64,
+}
+
 /// Which buffer a reply's bytes lie in: the queue's own arena, or the receive buffer (a borrowed echo).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Bytes {
@@ -65,18 +75,15 @@ pub struct StagedRun {
 }
 
 impl StagedRun {
-    /// A run of `count` replies of `segment` bytes (the last possibly shorter), `bytes` in all.
-    #[allow(clippy::too_many_arguments)]
+    /// A run of `count` replies of `segment` bytes (the last possibly shorter), `bytes` in all, at
+    /// `offset` of the buffer `bytes_in`.
     pub fn new(
         bytes_in: Bytes,
         offset: usize,
         bytes: usize,
-        segment: usize,
-        count: usize,
+        (segment, count): (usize, usize),
         gso: bool,
-        group: u64,
-        destination: &Destination,
-        rx_time_ns: u64,
+        to: &ReplyTo,
     ) -> StagedRun {
         let (bytes, segment, count) = (bytes as u32, segment as u32, count as u32);
         StagedRun {
@@ -87,9 +94,9 @@ impl StagedRun {
             count,
             // Empty replies cannot be GSO segments, and without GSO every run holds one datagram.
             closed: !gso || bytes == 0 || bytes < count * segment,
-            group,
-            destination: *destination,
-            rx_time_ns,
+            group: to.group,
+            destination: to.destination,
+            rx_time_ns: to.rx_time_ns,
         }
     }
 

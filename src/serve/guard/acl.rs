@@ -11,7 +11,7 @@
 
 use std::net::IpAddr;
 
-use crate::config::guard::Cidr;
+use crate::config::guard::{mask_u128, mask_u32, Cidr};
 
 /// One block, as the bits it fixes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,6 +20,17 @@ struct Rule<T> {
     mask: T,
     prefix: u8,
     allow: bool,
+}
+
+impl<T: Copy + std::ops::BitAnd<Output = T>> Rule<T> {
+    fn new(network: T, mask: T, cidr: &Cidr, allow: bool) -> Self {
+        Rule {
+            network: network & mask,
+            mask,
+            prefix: cidr.prefix,
+            allow,
+        }
+    }
 }
 
 /// The compiled ACL.
@@ -44,24 +55,18 @@ impl Acl {
             .chain(allow.iter().map(|cidr| (cidr, true)));
         for (cidr, allow) in rules {
             match cidr.network {
-                IpAddr::V4(net) => {
-                    let mask = mask_u32(cidr.prefix);
-                    acl.v4.push(Rule {
-                        network: u32::from(net) & mask,
-                        mask,
-                        prefix: cidr.prefix,
-                        allow,
-                    });
-                }
-                IpAddr::V6(net) => {
-                    let mask = mask_u128(cidr.prefix);
-                    acl.v6.push(Rule {
-                        network: u128::from(net) & mask,
-                        mask,
-                        prefix: cidr.prefix,
-                        allow,
-                    });
-                }
+                IpAddr::V4(net) => acl.v4.push(Rule::new(
+                    u32::from(net),
+                    mask_u32(cidr.prefix),
+                    cidr,
+                    allow,
+                )),
+                IpAddr::V6(net) => acl.v6.push(Rule::new(
+                    u128::from(net),
+                    mask_u128(cidr.prefix),
+                    cidr,
+                    allow,
+                )),
             }
         }
         // Longest prefix first; at equal length deny (false) before allow (true): the first match decides.
@@ -99,20 +104,6 @@ where
         .iter()
         .find(|rule| ip & rule.mask == rule.network)
         .map(|rule| rule.allow)
-}
-
-/// The network mask of an IPv4 prefix length (0 to 32; longer counts as 32).
-pub(crate) fn mask_u32(prefix: u8) -> u32 {
-    u32::MAX
-        .checked_shl(32 - u32::from(prefix.min(32)))
-        .unwrap_or(0)
-}
-
-/// The network mask of an IPv6 prefix length (0 to 128; longer counts as 128).
-pub(crate) fn mask_u128(prefix: u8) -> u128 {
-    u128::MAX
-        .checked_shl(128 - u32::from(prefix.min(128)))
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

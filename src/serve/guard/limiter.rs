@@ -16,9 +16,9 @@
 
 use std::net::IpAddr;
 
-use super::acl::{mask_u128, mask_u32};
 use super::{GuardKey, Tick};
 use crate::config::guard::RateLimit;
+use crate::config::guard::{mask_u128, mask_u32};
 
 /// Ways per set: one 64-byte cache line of 16-byte entries.
 pub const WAYS: usize = 4;
