@@ -1,7 +1,7 @@
 //! Per-worker counters and latency histograms, their hand-off to the reporter, and the reports on stdout.
 //!
 //! Each worker records into its own [`WorkerStats`] (no shared cache line per datagram) and hands it to
-//! the [`Reporter`] at each interval boundary; see [`link`] for the hand-off, [`report`] for the text,
+//! the [`Reporter`] at each interval boundary; see `link` for the hand-off, `report` for the text,
 //! [`export`] for JSON/Prometheus and [`metrics`] for the HTTP endpoint.
 
 mod counters;

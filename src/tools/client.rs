@@ -20,7 +20,7 @@ use crate::tools::show::{late_line, print_line, reply_line, stdout_error};
 /// target's replies are ever shown.
 #[derive(Debug, Clone, Args)]
 pub struct ClientArgs {
-    /// Server to talk to: IP:PORT, [V6]:PORT or HOST:PORT. Datagrams from other addresses are ignored.
+    /// Server to talk to: IP:PORT, `[V6]:PORT` or HOST:PORT. Datagrams from other addresses are ignored.
     #[arg(value_name = "TARGET")]
     pub target: String,
     /// Seconds to wait for each reply before saying "no reply", e.g. 1 or 0.2.
