@@ -2,7 +2,7 @@
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use nix::errno::Errno;
 use nix::sys::socket::{
@@ -24,6 +24,9 @@ pub struct SocketFeatures {
     pub pktinfo: bool,
     /// Kernel receive timestamps are on.
     pub timestamps: bool,
+    /// The kernel's drop counter can be read on demand (`SO_MEMINFO`); otherwise it rides on every
+    /// datagram as `SO_RXQ_OVFL`.
+    pub drops_on_demand: bool,
 }
 
 /// A bound, non-blocking worker socket.
@@ -77,9 +80,15 @@ pub fn open(
         .and_then(|storage| to_socket_addr(&storage))
         .unwrap_or(addr);
 
-    let mut features = SocketFeatures::default();
-    // Drop counter on every datagram: cheap, and the only way to see kernel-side loss per socket.
-    let _ = setsockopt(&fd, sockopt::RxqOvfl, &1);
+    // The drop counter, read once per interval; only kernels without SO_MEMINFO attach it to every
+    // datagram instead (a control message per datagram that the batch does not need).
+    let mut features = SocketFeatures {
+        drops_on_demand: crate::sys::socket_drops(fd.as_fd()).is_ok(),
+        ..SocketFeatures::default()
+    };
+    if !features.drops_on_demand {
+        let _ = setsockopt(&fd, sockopt::RxqOvfl, &1);
+    }
     if config.latency {
         features.timestamps = setsockopt(&fd, sockopt::ReceiveTimestampns, &true).is_ok();
         if !features.timestamps {

@@ -64,7 +64,7 @@ pub(super) struct Worker {
     /// The origin of the guard's coarse clock.
     pub started: Instant,
     pub stats: StatsLink,
-    /// Last cumulative `SO_RXQ_OVFL` value seen, to count only new drops.
+    /// Last cumulative kernel drop count seen (`SO_MEMINFO` or `SO_RXQ_OVFL`), to count only new drops.
     pub last_kernel_drops: u32,
     /// Numbers received buffers, so the reply queue can tell replies of one buffer apart cheaply.
     pub next_group: u64,
@@ -152,6 +152,7 @@ impl Worker {
         loop {
             let now = Instant::now();
             if now >= next_publish {
+                self.count_kernel_drops();
                 self.stats.publish();
                 self.tx.error_logged = false;
                 while next_publish <= now {
@@ -191,6 +192,18 @@ impl Worker {
             if readable {
                 readable = self.receive_some(FAIRNESS_BATCHES);
             }
+        }
+    }
+
+    /// Adds the drops the kernel counted at the socket since the last look (`SO_MEMINFO`).
+    fn count_kernel_drops(&mut self) {
+        if !self.features.drops_on_demand {
+            return;
+        }
+        if let Ok(total) = crate::sys::socket_drops(self.socket.as_fd()) {
+            self.stats.current.counters.kernel_rx_overflow +=
+                u64::from(total.wrapping_sub(self.last_kernel_drops));
+            self.last_kernel_drops = total;
         }
     }
 
@@ -238,13 +251,14 @@ impl Worker {
         while Instant::now() < deadline && self.receive_some(1) {}
         self.flush();
         let unsent = self.tx.queue.discard_all();
-        let proc_drops = super::proc_net::socket_drops(self.socket.as_fd());
-        let counters = &mut self.stats.current.counters;
-        counters.unsent_at_exit += unsent.datagrams;
-        if let Some(total) = proc_drops {
+        self.stats.current.counters.unsent_at_exit += unsent.datagrams;
+        if self.features.drops_on_demand {
+            self.count_kernel_drops();
+        } else if let Some(total) = super::proc_net::socket_drops(self.socket.as_fd()) {
+            // SO_RXQ_OVFL reports drops only on the next datagram: those after the last are seen here.
             let seen = u64::from(self.last_kernel_drops);
             if total > seen {
-                counters.kernel_rx_overflow += total - seen;
+                self.stats.current.counters.kernel_rx_overflow += total - seen;
             }
         }
         self.stats.finish();
