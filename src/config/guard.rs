@@ -36,7 +36,8 @@ pub struct GuardConfig {
     pub limit_table: usize,
     /// Count what the limiter would refuse, but answer it.
     pub limit_dry_run: bool,
-    /// Sources allowed and denied; the most specific match wins, no match allows.
+    /// Sources allowed and denied; the most specific match wins (deny on a tie); a source no rule
+    /// matches is allowed when `allow` is empty and denied otherwise (allow-list mode).
     pub allow: Vec<Cidr>,
     pub deny: Vec<Cidr>,
 }

@@ -105,7 +105,7 @@ pub static GUARD_SETTINGS: [Setting; 12] = [
         key: "limit_table",
         flag: "limit-table",
         value_name: "ENTRIES",
-        kind: whole(64, 16_777_216, "buckets per worker"),
+        kind: whole(64, crate::serve::guard::limiter::MAX_TABLE, "buckets per worker"),
         help: "Rate-limit buckets per worker (fixed at start; memory does not grow with sources)",
         note: "",
         example: "1024",

@@ -251,7 +251,7 @@ fn guard_and_account_flags_land_in_the_configuration() {
         ["--max-amplification", "NaN"],
         ["--max-amplification", "1001"],
         ["--max-amplification=-1", "--quiet"],
-        ["--limit-table", "16777217"],
+        ["--limit-table", "4194305"],
         ["--limit", "5/0"],
         ["--user", ""],
         ["--user", "a\0b"],
