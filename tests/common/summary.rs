@@ -142,6 +142,21 @@ impl Summary {
             .unwrap_or_else(|| panic!("no {key} in total line:\n{}", self.stdout))
     }
 
+    /// Asserts that the `total:` counter `key` is `expected`, quoting stdout when it is not.
+    pub fn assert_total(&self, key: &str, expected: u64) {
+        assert_eq!(self.total(key), expected, "total {key}:\n{}", self.stdout);
+    }
+
+    /// [`Summary::assert_total`] that also says why the count must be what it is.
+    pub fn assert_total_why(&self, key: &str, expected: u64, why: &str) {
+        assert_eq!(
+            self.total(key),
+            expected,
+            "total {key}: {why}:\n{}",
+            self.stdout
+        );
+    }
+
     /// A `worker N:` counter.
     pub fn worker(&self, index: usize, key: &str) -> u64 {
         *self.workers[index]
