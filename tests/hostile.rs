@@ -115,10 +115,10 @@ fn a_datagram_forged_between_two_echo_servers_on_one_port_does_not_loop() {
         first.stdout,
         second.stdout
     );
-    assert!(
-        first.total("loop_guard") >= 1,
-        "the receiver must refuse a datagram from its own port on a peer address:\n{}",
-        first.stdout
+    first.assert_total_at_least_why(
+        "loop_guard",
+        1,
+        "the receiver must refuse a datagram from its own port on a peer address",
     );
 }
 
@@ -188,10 +188,10 @@ fn datagrams_from_port_zero_are_dropped_without_disabling_gso() {
     summary.assert_total("tx", replies);
     summary.assert_total("tx_error", 0);
     if gso && feature(kernel_has_gro(), "this kernel has no UDP GRO") {
-        assert!(
-            summary.total("gso_trains") >= 1,
-            "the normal client's train must be answered with a GSO train:\n{}",
-            summary.stdout
+        summary.assert_total_at_least_why(
+            "gso_trains",
+            1,
+            "the normal client's train must be answered with a GSO train",
         );
     }
 }
@@ -223,7 +223,7 @@ fn a_refused_train_to_port_zero_is_blamed_on_its_destination_not_on_gso() {
         "a per-destination refusal must not turn GSO off",
     );
     if feature(kernel_has_gro(), "this kernel has no UDP GRO") {
-        assert!(summary.total("gso_trains") >= 1, "{}", summary.stdout);
+        summary.assert_total_at_least("gso_trains", 1);
     }
 }
 
@@ -469,7 +469,7 @@ fn a_flooding_source_is_rate_limited_while_a_quiet_one_is_served() {
         run.seconds,
         summary.stdout
     );
-    assert!(summary.total("rate_limited") > 0, "{}", summary.stdout);
+    summary.assert_total_at_least("rate_limited", 1);
     assert!(
         run.quiet_replies >= 95,
         "the quiet source (100 datagrams at 100/s) must be served: {} replies:\n{}",
@@ -486,11 +486,7 @@ fn limit_dry_run_answers_everything_and_still_counts() {
     let run = flood(&["--limit", "200/50", "--limit-dry-run"], 50);
     let summary = &run.summary;
     // Would-be refusals are counted apart: they are answered, so they are not a drop reason.
-    assert!(
-        summary.total("rate_limited_dry_run") > 0,
-        "{}",
-        summary.stdout
-    );
+    summary.assert_total_at_least("rate_limited_dry_run", 1);
     summary.assert_total("rate_limited", 0);
     assert_eq!(
         summary.total("tx"),

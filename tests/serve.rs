@@ -476,8 +476,8 @@ fn sigterm_under_load_prints_summary_and_exits_zero() {
     stop.store(true, Ordering::SeqCst);
     sender.join().expect("sender thread");
     summary.assert_accounting_holds();
-    assert!(summary.total("rx") >= 1, "{}", summary.stdout);
-    assert!(summary.total("tx") >= 1, "{}", summary.stdout);
+    summary.assert_total_at_least("rx", 1);
+    summary.assert_total_at_least("tx", 1);
     assert!(
         summary.total("rx") <= sent.load(Ordering::SeqCst),
         "the daemon cannot receive more than was sent:\n{}",
@@ -648,10 +648,10 @@ fn gso_train_round_trip(extra: &[&str]) {
         );
         // The echo of a coalesced train leaves as a train when GSO is on (whole-train fast path).
         if !extra.contains(&"--no-gso") {
-            assert!(
-                summary.total("gso_trains") >= 1,
-                "with GRO and GSO the replies to a train must leave as a GSO train:\n{}",
-                summary.stdout
+            summary.assert_total_at_least_why(
+                "gso_trains",
+                1,
+                "with GRO and GSO the replies to a train must leave as a GSO train",
             );
         }
     }
@@ -718,16 +718,15 @@ fn gso_train_is_answered_by_upper_and_ack_per_datagram() {
         assert_eq!(summary.total("rx"), 9, "{handler} {extra:?}");
         assert_eq!(summary.total("tx"), 9, "{handler} {extra:?}");
         if extra.is_empty() && gro_engages() {
-            assert_eq!(
-                summary.total("gro_trains"),
+            summary.assert_total_why(
+                "gro_trains",
                 1,
-                "{handler}: the train must arrive as one GRO train:\n{}",
-                summary.stdout
+                &format!("{handler}: the train must arrive as one GRO train"),
             );
-            assert!(
-                summary.total("gso_trains") >= 1,
-                "{handler}: the replies to a coalesced train must leave as GSO trains:\n{}",
-                summary.stdout
+            summary.assert_total_at_least_why(
+                "gso_trains",
+                1,
+                &format!("{handler}: the replies to a coalesced train must leave as GSO trains"),
             );
         }
         summary.assert_accounting_holds();
@@ -785,10 +784,10 @@ fn gso_mixed_trains(extra: &[&str]) {
             plan.len() as u64,
             "with GRO each train must arrive coalesced",
         );
-        assert!(
-            summary.total("gso_trains") >= 1,
-            "with GRO and GSO echoed trains must leave as GSO trains:\n{}",
-            summary.stdout
+        summary.assert_total_at_least_why(
+            "gso_trains",
+            1,
+            "with GRO and GSO echoed trains must leave as GSO trains",
         );
     }
     summary.assert_accounting_holds();
@@ -899,15 +898,11 @@ fn replies_larger_than_the_queue_are_flushed_mid_batch_not_dropped() {
         "every train is received or dropped whole by the kernel"
     );
     if gro_engages() {
-        assert!(
-            summary.total("gro_trains") >= 1,
-            "the trains must arrive coalesced:\n{}",
-            summary.stdout
-        );
-        assert!(
-            summary.total("gso_trains") >= 1,
-            "equal-size replies to one peer must leave as GSO trains:\n{}",
-            summary.stdout
+        summary.assert_total_at_least_why("gro_trains", 1, "the trains must arrive coalesced");
+        summary.assert_total_at_least_why(
+            "gso_trains",
+            1,
+            "equal-size replies to one peer must leave as GSO trains",
         );
     }
 }

@@ -157,6 +157,21 @@ impl Summary {
         );
     }
 
+    /// Asserts that the `total:` counter `key` is at least `least`, quoting stdout when it is not.
+    pub fn assert_total_at_least(&self, key: &str, least: u64) {
+        self.assert_total_at_least_why(key, least, "too few");
+    }
+
+    /// [`Summary::assert_total_at_least`] that also says why the count must reach `least`.
+    pub fn assert_total_at_least_why(&self, key: &str, least: u64, why: &str) {
+        let total = self.total(key);
+        assert!(
+            total >= least,
+            "total {key} is {total}, under {least}: {why}:\n{}",
+            self.stdout
+        );
+    }
+
     /// A `worker N:` counter.
     pub fn worker(&self, index: usize, key: &str) -> u64 {
         *self.workers[index]
