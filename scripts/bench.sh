@@ -35,48 +35,23 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 WORKER_LIST="1,2"
-REGIMES="bulk,spread"
-PAYLOADS="64,1400"
 RATES="0,50000,200000"
-DURATION=2
-RUNS=1
 SERVE_ARGS=""
-LOAD_ARGS=""
-RESULTS_COPY=""
 while [[ $# -gt 0 ]]; do
   case $1 in
     --workers) WORKER_LIST=$2; shift 2 ;;
-    --regimes) REGIMES=$2; shift 2 ;;
-    --payloads) PAYLOADS=$2; shift 2 ;;
     --rates) RATES=$2; shift 2 ;;
-    --duration) DURATION=$2; shift 2 ;;
-    --runs) RUNS=$2; shift 2 ;;
-    --server-cpus) SERVER_CPUS=$2; shift 2 ;;
-    --load-cpu) LOAD_CPU=$2; shift 2 ;;
     --serve-args) SERVE_ARGS=$2; shift 2 ;;
-    --load-args) LOAD_ARGS=$2; shift 2 ;;
-    --results) RESULTS_COPY=$2; shift 2 ;;
-    --no-netns) NO_NETNS=1; shift ;;
-    --keep) KEEP=1; shift ;;
-    -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-    *) die "unknown option $1 (see --help)" ;;
+    *) shared_option "$@"; shift "$OPTION_WORDS" ;;
   esac
 done
-[[ $RUNS =~ ^[1-9][0-9]*$ ]] || die "--runs must be a positive integer"
-trap 'exit 130' INT TERM
+shared_options_checked
 
 IFS=, read -r -a workers_list <<<"$WORKER_LIST"
-IFS=, read -r -a regime_list <<<"$REGIMES"
-IFS=, read -r -a payload_list <<<"$PAYLOADS"
 IFS=, read -r -a rate_list <<<"$RATES"
 read -r -a extra_serve_args <<<"$SERVE_ARGS"
-read -r -a extra_load_args <<<"$LOAD_ARGS"
-for r in "${regime_list[@]}"; do regime_args "$r" >/dev/null; done
 
-build_udpd
-netns_setup
-RESULTS="$WORK_DIR/results.tsv"
-echo "$RESULT_HEADER" >"$RESULTS"
+start_results
 port=$(pick_port 19000)
 summaries=()
 
@@ -103,11 +78,7 @@ for workers in "${workers_list[@]}"; do
   summaries+=("workers=$workers: $(grep -m1 '^accounting:' "$SERVER_LOG" || echo 'no accounting line in the summary')")
 done
 
-[[ -n $RESULTS_COPY ]] && cp "$RESULTS" "$RESULTS_COPY"
-echo
-echo "udpd bench.sh: $(machine_line)"
-echo "udpd on CPU $SERVER_CPUS, load on CPU $LOAD_CPU, ${DURATION}s per cell, median of $RUNS run(s), $([[ -n $NETNS ]] && echo "private netns" || echo "host loopback")"
-echo
+results_heading "udpd"
 report_table "$RESULTS"
 echo
 printf 'udpd %s\n' "${summaries[@]}"

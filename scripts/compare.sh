@@ -54,62 +54,37 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 SERVERS="udpd,py_echo,socat,sockperf,nginx,tokio,minimal-plain,minimal-gso,minimal-grogso"
-REGIMES="bulk,spread"
-PAYLOADS="64,1400"
 BULK_RATES="200000,1000000,2000000"
 SPREAD_RATES="50000,100000,200000"
 DO_MAX=1
-DURATION=2
-RUNS=1
 WORKERS=1
-LOAD_ARGS=""
-RESULTS_COPY=""
 PLOT=""
 BASELINE=""
 while [[ $# -gt 0 ]]; do
   case $1 in
     --servers) SERVERS=$2; shift 2 ;;
-    --regimes) REGIMES=$2; shift 2 ;;
-    --payloads) PAYLOADS=$2; shift 2 ;;
     --rates) BULK_RATES=$2; SPREAD_RATES=$2; shift 2 ;;
     --bulk-rates) BULK_RATES=$2; shift 2 ;;
     --spread-rates) SPREAD_RATES=$2; shift 2 ;;
     --no-max) DO_MAX=0; shift ;;
-    --duration) DURATION=$2; shift 2 ;;
-    --runs) RUNS=$2; shift 2 ;;
     --workers) WORKERS=$2; shift 2 ;;
-    --server-cpus) SERVER_CPUS=$2; shift 2 ;;
-    --load-cpu) LOAD_CPU=$2; shift 2 ;;
-    --load-args) LOAD_ARGS=$2; shift 2 ;;
-    --results) RESULTS_COPY=$2; shift 2 ;;
     --plot) PLOT=$2; shift 2 ;;
     --baseline) BASELINE=$2; [[ -x $BASELINE ]] || die "--baseline $BASELINE is not executable"; shift 2 ;;
-    --no-netns) NO_NETNS=1; shift ;;
-    --keep) KEEP=1; shift ;;
-    -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-    *) die "unknown option $1 (see --help)" ;;
+    *) shared_option "$@"; shift "$OPTION_WORDS" ;;
   esac
 done
-[[ $RUNS =~ ^[1-9][0-9]*$ ]] || die "--runs must be a positive integer"
+shared_options_checked
 [[ $WORKERS =~ ^[1-9][0-9]*$ ]] || die "--workers must be a positive integer"
-trap 'exit 130' INT TERM
 
 IFS=, read -r -a server_list <<<"$SERVERS"
-IFS=, read -r -a regime_list <<<"$REGIMES"
-IFS=, read -r -a payload_list <<<"$PAYLOADS"
 # rates_of REGIME: the rates swept in that regime, max (0) first.
 rates_of() {
   local r
   if [[ $1 == bulk ]]; then r=$BULK_RATES; else r=$SPREAD_RATES; fi
   if ((DO_MAX)); then echo "0,$r"; else echo "$r"; fi
 }
-read -r -a extra_load_args <<<"$LOAD_ARGS"
-for r in "${regime_list[@]}"; do regime_args "$r" >/dev/null; done
 
-build_udpd
-netns_setup
-RESULTS="$WORK_DIR/results.tsv"
-echo "$RESULT_HEADER" >"$RESULTS"
+start_results
 first_cpu=${SERVER_CPUS%%[,-]*}
 
 # start_peer NAME PORT: start one server; returns 1 (after one clear line) if
@@ -209,11 +184,7 @@ for server in "${server_list[@]}"; do
   stop_server
 done
 
-[[ -n $RESULTS_COPY ]] && cp "$RESULTS" "$RESULTS_COPY"
-echo
-echo "udpd compare.sh: $(machine_line)"
-echo "servers on CPU $SERVER_CPUS, load on CPU $LOAD_CPU, ${DURATION}s per cell, median of $RUNS run(s), $([[ -n $NETNS ]] && echo "private netns" || echo "host loopback")"
-echo
+results_heading "servers"
 report_table "$RESULTS" --ratios
 if [[ -n $PLOT ]]; then
   "$SCRIPTS_DIR/plot.sh" "$RESULTS" "$PLOT"

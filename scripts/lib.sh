@@ -19,6 +19,9 @@
 #   run_load_cell ...            one measured cell with udpd load, appends a row
 #   run_sockperf_cell ...        one measured cell with sockperf's own client
 #   report_table TSV             the table (median per cell over runs) + ratios
+#   shared_option / shared_options_checked / start_results / results_heading
+#                                the options, results file and heading both
+#                                scripts share
 #   cleanup                      kill servers, delete the netns and work dir
 #                                (installed as the EXIT trap when sourced)
 #
@@ -340,6 +343,70 @@ machine_line() {
 # results.py); plot_data RESULTS DIR: per-panel gnuplot data files.
 report_table() { python3 "$SCRIPTS_DIR/results.py" table "$@"; }
 plot_data() { python3 "$SCRIPTS_DIR/results.py" plotdata "$@"; }
+
+# ---- what bench.sh and compare.sh share: options, results, heading ----
+# Defaults of the shared options (each script's --help lists them).
+REGIMES="bulk,spread"
+PAYLOADS="64,1400"
+DURATION=2
+RUNS=1
+LOAD_ARGS=""
+RESULTS_COPY=""
+
+# shared_option ARGS...: takes the option at $1 if both scripts have it
+# (--regimes --payloads --duration --runs --server-cpus --load-cpu --load-args
+# --results --no-netns --keep -h/--help) and sets OPTION_WORDS to the words it
+# used; any other option is an error. The last case of a script's option loop:
+#   *) shared_option "$@"; shift "$OPTION_WORDS" ;;
+shared_option() {
+  OPTION_WORDS=2
+  case $1 in
+    --regimes) REGIMES=$2 ;;
+    --payloads) PAYLOADS=$2 ;;
+    --duration) DURATION=$2 ;;
+    --runs) RUNS=$2 ;;
+    --server-cpus) SERVER_CPUS=$2 ;;
+    --load-cpu) LOAD_CPU=$2 ;;
+    --load-args) LOAD_ARGS=$2 ;;
+    --results) RESULTS_COPY=$2 ;;
+    --no-netns) NO_NETNS=1; OPTION_WORDS=1 ;;
+    --keep) KEEP=1; OPTION_WORDS=1 ;;
+    -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) die "unknown option $1 (see --help)" ;;
+  esac
+}
+
+# shared_options_checked: after the option loop, checks the shared options,
+# splits them into regime_list, payload_list and extra_load_args, and makes
+# INT/TERM end the script (the EXIT trap cleans up).
+shared_options_checked() {
+  [[ $RUNS =~ ^[1-9][0-9]*$ ]] || die "--runs must be a positive integer"
+  trap 'exit 130' INT TERM
+  IFS=, read -r -a regime_list <<<"$REGIMES"
+  IFS=, read -r -a payload_list <<<"$PAYLOADS"
+  read -r -a extra_load_args <<<"$LOAD_ARGS"
+  local r
+  for r in "${regime_list[@]}"; do regime_args "$r" >/dev/null; done
+}
+
+# start_results: build udpd, set up the namespace, and start RESULTS (the raw
+# per-run TSV in the work directory) with its header.
+start_results() {
+  build_udpd
+  netns_setup
+  RESULTS="$WORK_DIR/results.tsv"
+  echo "$RESULT_HEADER" >"$RESULTS"
+}
+
+# results_heading WHO: copies RESULTS where --results asked, then prints the
+# lines above the table (the machine, where WHO ran, the run's shape).
+results_heading() {
+  if [[ -n $RESULTS_COPY ]]; then cp "$RESULTS" "$RESULTS_COPY"; fi
+  echo
+  echo "udpd $(basename "$0"): $(machine_line)"
+  echo "$1 on CPU $SERVER_CPUS, load on CPU $LOAD_CPU, ${DURATION}s per cell, median of $RUNS run(s), $([[ -n $NETNS ]] && echo "private netns" || echo "host loopback")"
+  echo
+}
 
 # Every script that sources this file cleans up on exit (servers, namespace,
 # work directory), whatever the reason.

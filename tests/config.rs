@@ -381,45 +381,40 @@ fn flags_turn_the_files_switches_back_and_the_last_flag_wins() {
 
 #[test]
 fn guard_and_account_settings_print_and_read_back() {
-    let (code, first, stderr) = serve_bounded(&[
-        "--print-config",
-        "--no-loop-guard",
-        "--loop-guard-ports",
-        "7,53",
-        "--max-amplification",
-        "0",
-        "--limit",
-        "200/50",
-        "--limit-prefix",
-        "24/48",
-        "--limit-table",
-        "4096",
-        "--limit-dry-run",
-        "--allow",
-        "10.0.0.0/8",
-        "--allow",
-        "::1",
-        "--deny",
-        "10.1.0.0/16",
-        "--user",
-        "udpd",
-        "--group",
-        "udpd",
-        "--share-port",
-    ]);
+    // (flags, the key --print-config shows them under, its printed value)
+    let settings: [(&[&str], &str, &str); 12] = [
+        (&["--no-loop-guard"], "loop_guard", "false"),
+        (
+            &["--loop-guard-ports", "7,53"],
+            "loop_guard_ports",
+            "\"7,53\"",
+        ),
+        (&["--max-amplification", "0"], "max_amplification", "0.0"),
+        (&["--limit", "200/50"], "limit", "\"200/50\""),
+        (&["--limit-prefix", "24/48"], "limit_prefix", "\"24/48\""),
+        (&["--limit-table", "4096"], "limit_table", "4096"),
+        (&["--limit-dry-run"], "limit_dry_run", "true"),
+        (
+            &["--allow", "10.0.0.0/8", "--allow", "::1"],
+            "allow",
+            "[\"10.0.0.0/8\", \"::1/128\"]",
+        ),
+        (&["--deny", "10.1.0.0/16"], "deny", "[\"10.1.0.0/16\"]"),
+        (&["--user", "udpd"], "user", "\"udpd\""),
+        (&["--group", "udpd"], "group", "\"udpd\""),
+        (&["--share-port"], "share_port", "true"),
+    ];
+    let mut args = vec!["--print-config"];
+    args.extend(
+        settings
+            .iter()
+            .flat_map(|(flags, _, _)| flags.iter().copied()),
+    );
+    let (code, first, stderr) = serve_bounded(&args);
     assert_eq!(code, Some(0), "{stderr}");
-    assert_eq!(value(&first, "loop_guard"), "false");
-    assert_eq!(value(&first, "loop_guard_ports"), "\"7,53\"");
-    assert_eq!(value(&first, "max_amplification"), "0.0");
-    assert_eq!(value(&first, "limit"), "\"200/50\"");
-    assert_eq!(value(&first, "limit_prefix"), "\"24/48\"");
-    assert_eq!(value(&first, "limit_table"), "4096");
-    assert_eq!(value(&first, "limit_dry_run"), "true");
-    assert_eq!(value(&first, "allow"), "[\"10.0.0.0/8\", \"::1/128\"]");
-    assert_eq!(value(&first, "deny"), "[\"10.1.0.0/16\"]");
-    assert_eq!(value(&first, "user"), "\"udpd\"");
-    assert_eq!(value(&first, "group"), "\"udpd\"");
-    assert_eq!(value(&first, "share_port"), "true");
+    for (flags, key, printed) in settings {
+        assert_eq!(value(&first, key), printed, "{flags:?}");
+    }
     let file = ConfigFile::new("guard-round-trip", &first);
     let (code, second, stderr) = serve_bounded(&["--config", file.arg(), "--print-config"]);
     assert_eq!(code, Some(0), "{stderr}");

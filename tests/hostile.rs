@@ -115,10 +115,10 @@ fn a_datagram_forged_between_two_echo_servers_on_one_port_does_not_loop() {
         first.stdout,
         second.stdout
     );
-    assert!(
-        first.total("loop_guard") >= 1,
-        "the receiver must refuse a datagram from its own port on a peer address:\n{}",
-        first.stdout
+    first.assert_total_at_least_why(
+        "loop_guard",
+        1,
+        "the receiver must refuse a datagram from its own port on a peer address",
     );
 }
 
@@ -131,27 +131,40 @@ fn a_datagram_forged_from_the_servers_own_address_is_not_answered() {
     let client = client_at("127.0.0.1");
     assert_eq!(round_trip(&client, daemon.addr, b"after"), b"after");
     let summary = stop_checked(daemon);
-    assert_eq!(
-        summary.total("rx"),
+    summary.assert_total_why(
+        "rx",
         2,
-        "the forged datagram must not be answered to itself:\n{}",
-        summary.stdout
+        "the forged datagram must not be answered to itself",
     );
-    assert_eq!(summary.total("tx"), 1, "{}", summary.stdout);
-    assert_eq!(summary.total("loop_guard"), 1, "{}", summary.stdout);
+    summary.assert_total("tx", 1);
+    summary.assert_total("loop_guard", 1);
 }
 
 // ---- 2. port 0 ----
+
+/// Forges four back-to-back 100-byte datagrams from 127.0.0.9 port 0 to `to`: of one size, their
+/// replies would make one GSO train to port 0.
+fn forge_four_from_port_zero(raw: &RawSender, to: SocketAddr) {
+    let forged = SocketAddrV4::new(Ipv4Addr::new(127, 0, 0, 9), 0);
+    for _ in 0..4 {
+        raw.send(forged, v4(to), &[b'z'; 100]);
+    }
+}
+
+/// Sends eight 100-byte segments from `client` as one GSO train and checks each is echoed, in order.
+fn echo_train_of_eight(client: &UdpSocket, to: SocketAddr) {
+    let segments = send_train(client, to, 100, 8);
+    for (i, segment) in segments.iter().enumerate() {
+        let (reply, _) = recv_reply(client, &format!("segment {i} of the train"));
+        assert_eq!(&reply, segment, "segment {i}");
+    }
+}
 
 #[test]
 fn datagrams_from_port_zero_are_dropped_without_disabling_gso() {
     let Some(raw) = raw_sender() else { return };
     let daemon = Daemon::start_v4(1, &[]);
-    let forged = SocketAddrV4::new(Ipv4Addr::new(127, 0, 0, 9), 0);
-    // Back to back and of one size: their replies would make one GSO train to port 0.
-    for _ in 0..4 {
-        raw.send(forged, v4(daemon.addr), &[b'z'; 100]);
-    }
+    forge_four_from_port_zero(&raw, daemon.addr);
     let client = client_at("127.0.0.1");
     assert_eq!(
         round_trip(&client, daemon.addr, b"still there?"),
@@ -162,30 +175,23 @@ fn datagrams_from_port_zero_are_dropped_without_disabling_gso() {
     let gso = feature(kernel_has_gso(), "this kernel has no UDP GSO");
     if gso {
         // A train from one normal client: its echo must still leave as a GSO train.
-        setsockopt(&client, sockopt::UdpGsoSegment, &100).expect("UDP_SEGMENT");
-        let train: Vec<u8> = (0..800u32).map(|i| (i % 251) as u8).collect();
-        client.send_to(&train, daemon.addr).expect("send train");
-        for (i, segment) in train.chunks(100).enumerate() {
-            let (reply, _) = recv_reply(&client, &format!("segment {i} of the train"));
-            assert_eq!(reply, segment, "segment {i}");
-        }
+        echo_train_of_eight(&client, daemon.addr);
         replies += 8;
     }
     let summary = stop_checked(daemon);
-    assert_eq!(summary.total("loop_guard"), 4, "{}", summary.stdout);
-    assert_eq!(
-        summary.total("gso_disabled"),
+    summary.assert_total("loop_guard", 4);
+    summary.assert_total_why(
+        "gso_disabled",
         0,
-        "datagrams from port 0 must not turn GSO off:\n{}",
-        summary.stdout
+        "datagrams from port 0 must not turn GSO off",
     );
-    assert_eq!(summary.total("tx"), replies, "{}", summary.stdout);
-    assert_eq!(summary.total("tx_error"), 0, "{}", summary.stdout);
+    summary.assert_total("tx", replies);
+    summary.assert_total("tx_error", 0);
     if gso && feature(kernel_has_gro(), "this kernel has no UDP GRO") {
-        assert!(
-            summary.total("gso_trains") >= 1,
-            "the normal client's train must be answered with a GSO train:\n{}",
-            summary.stdout
+        summary.assert_total_at_least_why(
+            "gso_trains",
+            1,
+            "the normal client's train must be answered with a GSO train",
         );
     }
 }
@@ -200,35 +206,24 @@ fn a_refused_train_to_port_zero_is_blamed_on_its_destination_not_on_gso() {
         return;
     }
     let daemon = Daemon::start_v4(1, &["--no-loop-guard"]);
-    let forged = SocketAddrV4::new(Ipv4Addr::new(127, 0, 0, 9), 0);
-    for _ in 0..4 {
-        raw.send(forged, v4(daemon.addr), &[b'z'; 100]);
-    }
+    forge_four_from_port_zero(&raw, daemon.addr);
     let client = client_at("127.0.0.1");
     assert_eq!(round_trip(&client, daemon.addr, b"ping"), b"ping");
-    setsockopt(&client, sockopt::UdpGsoSegment, &100).expect("UDP_SEGMENT");
-    let train: Vec<u8> = (0..800u32).map(|i| (i % 251) as u8).collect();
-    client.send_to(&train, daemon.addr).expect("send train");
-    for (i, segment) in train.chunks(100).enumerate() {
-        let (reply, _) = recv_reply(&client, &format!("segment {i} of the train"));
-        assert_eq!(reply, segment, "segment {i}");
-    }
+    echo_train_of_eight(&client, daemon.addr);
     let summary = stop_checked(daemon);
-    assert_eq!(summary.total("loop_guard"), 0, "{}", summary.stdout);
-    assert_eq!(
-        summary.total("tx_error"),
+    summary.assert_total("loop_guard", 0);
+    summary.assert_total_why(
+        "tx_error",
         4,
-        "every reply to port 0 is refused by the kernel and counted:\n{}",
-        summary.stdout
+        "every reply to port 0 is refused by the kernel and counted",
     );
-    assert_eq!(
-        summary.total("gso_disabled"),
+    summary.assert_total_why(
+        "gso_disabled",
         0,
-        "a per-destination refusal must not turn GSO off:\n{}",
-        summary.stdout
+        "a per-destination refusal must not turn GSO off",
     );
     if feature(kernel_has_gro(), "this kernel has no UDP GRO") {
-        assert!(summary.total("gso_trains") >= 1, "{}", summary.stdout);
+        summary.assert_total_at_least("gso_trains", 1);
     }
 }
 
@@ -252,8 +247,8 @@ fn a_source_port_on_the_loop_guard_list_is_not_answered_unless_the_guard_is_off(
     assert_eq!(round_trip(&probe, daemon.addr, b"probe"), b"probe");
     assert_silent(&guarded, "a request from a --loop-guard-ports port");
     let summary = stop_checked(daemon);
-    assert_eq!(summary.total("loop_guard"), 1, "{}", summary.stdout);
-    assert_eq!(summary.total("tx"), 1, "{}", summary.stdout);
+    summary.assert_total("loop_guard", 1);
+    summary.assert_total("tx", 1);
 
     let daemon = Daemon::start_v4(1, &["--loop-guard-ports", &port, "--no-loop-guard"]);
     assert_eq!(
@@ -262,7 +257,7 @@ fn a_source_port_on_the_loop_guard_list_is_not_answered_unless_the_guard_is_off(
         "--no-loop-guard answers every port"
     );
     let summary = stop_checked(daemon);
-    assert_eq!(summary.total("loop_guard"), 0, "{}", summary.stdout);
+    summary.assert_total("loop_guard", 0);
 }
 
 #[test]
@@ -282,7 +277,7 @@ fn a_source_port_on_the_default_loop_guard_list_is_not_answered() {
     assert_eq!(round_trip(&probe, daemon.addr, b"probe"), b"probe");
     assert_silent(&chargen, "a request from port 19");
     let summary = stop_checked(daemon);
-    assert_eq!(summary.total("loop_guard"), 1, "{}", summary.stdout);
+    summary.assert_total("loop_guard", 1);
 }
 
 // ---- 4. amplification ----
@@ -303,30 +298,15 @@ fn a_tiny_request_does_not_get_a_large_reply() {
     assert_eq!(reply.len(), 1000);
     assert_silent(&client, "a 1-byte request must not get 1000 bytes back");
     let summary = stop_checked(daemon);
-    assert_eq!(summary.total("rx"), 2, "{}", summary.stdout);
-    assert_eq!(
-        summary.total("tx"),
-        1,
-        "only the 400-byte request may be answered:\n{}",
-        summary.stdout
-    );
-    assert_eq!(
-        summary.total("amplification_refused"),
-        1,
-        "{}",
-        summary.stdout
-    );
+    summary.assert_total("rx", 2);
+    summary.assert_total_why("tx", 1, "only the 400-byte request may be answered");
+    summary.assert_total("amplification_refused", 1);
 
     let daemon = Daemon::start_v4(1, &["--handler", &handler, "--max-amplification", "0"]);
     let reply = round_trip(&client, daemon.addr, b"x");
     assert_eq!(reply.len(), 1000, "--max-amplification 0 lifts the cap");
     let summary = stop_checked(daemon);
-    assert_eq!(
-        summary.total("amplification_refused"),
-        0,
-        "{}",
-        summary.stdout
-    );
+    summary.assert_total("amplification_refused", 0);
 }
 
 // ---- 5. --max-datagram with GRO ----
@@ -367,13 +347,12 @@ fn max_datagram_applies_to_each_segment_of_a_gro_train() {
         assert_eq!(&reply, segment, "segment {i}");
     }
     let summary = stop_checked(daemon);
-    assert_eq!(summary.total("rx"), 10, "{}", summary.stdout);
-    assert_eq!(summary.total("tx"), 10, "{}", summary.stdout);
-    assert_eq!(
-        summary.total("truncated"),
+    summary.assert_total("rx", 10);
+    summary.assert_total("tx", 10);
+    summary.assert_total_why(
+        "truncated",
         0,
-        "segments under the limit are not truncated because their train is over it:\n{}",
-        summary.stdout
+        "segments under the limit are not truncated because their train is over it",
     );
 
     let daemon = Daemon::start_v4(1, &["--max-datagram", "100"]);
@@ -382,9 +361,9 @@ fn max_datagram_applies_to_each_segment_of_a_gro_train() {
     assert_eq!(round_trip(&client, daemon.addr, b"probe"), b"probe");
     assert_silent(&client, "after the probe");
     let summary = stop_checked(daemon);
-    assert_eq!(summary.total("truncated"), 10, "{}", summary.stdout);
-    assert_eq!(summary.total("tx"), 1, "{}", summary.stdout);
-    assert_eq!(summary.total("rx"), 11, "{}", summary.stdout);
+    summary.assert_total("truncated", 10);
+    summary.assert_total("tx", 1);
+    summary.assert_total("rx", 11);
 }
 
 // ---- 6. rate limit ----
@@ -490,7 +469,7 @@ fn a_flooding_source_is_rate_limited_while_a_quiet_one_is_served() {
         run.seconds,
         summary.stdout
     );
-    assert!(summary.total("rate_limited") > 0, "{}", summary.stdout);
+    summary.assert_total_at_least("rate_limited", 1);
     assert!(
         run.quiet_replies >= 95,
         "the quiet source (100 datagrams at 100/s) must be served: {} replies:\n{}",
@@ -507,12 +486,8 @@ fn limit_dry_run_answers_everything_and_still_counts() {
     let run = flood(&["--limit", "200/50", "--limit-dry-run"], 50);
     let summary = &run.summary;
     // Would-be refusals are counted apart: they are answered, so they are not a drop reason.
-    assert!(
-        summary.total("rate_limited_dry_run") > 0,
-        "{}",
-        summary.stdout
-    );
-    assert_eq!(summary.total("rate_limited"), 0, "{}", summary.stdout);
+    summary.assert_total_at_least("rate_limited_dry_run", 1);
+    summary.assert_total("rate_limited", 0);
     assert_eq!(
         summary.total("tx"),
         summary.total("rx"),
@@ -554,8 +529,8 @@ fn denied_sources_get_no_reply_and_the_most_specific_rule_wins() {
     assert_eq!(round_trip(&allowed, daemon.addr, b"allowed"), b"allowed");
     assert_silent(&denied, "a source under --deny");
     let summary = stop_checked(daemon);
-    assert_eq!(summary.total("acl_denied"), 5, "{}", summary.stdout);
-    assert_eq!(summary.total("tx"), 1, "{}", summary.stdout);
+    summary.assert_total("acl_denied", 5);
+    summary.assert_total("tx", 1);
 
     let daemon = Daemon::start_v4(1, &["--allow", "127.0.0.1/32", "--deny", "127.0.0.0/8"]);
     let denied = client_at("127.0.0.4");
@@ -570,8 +545,8 @@ fn denied_sources_get_no_reply_and_the_most_specific_rule_wins() {
     );
     assert_silent(&denied, "127.0.0.4 under --deny 127.0.0.0/8");
     let summary = stop_checked(daemon);
-    assert_eq!(summary.total("acl_denied"), 3, "{}", summary.stdout);
-    assert_eq!(summary.total("tx"), 1, "{}", summary.stdout);
+    summary.assert_total("acl_denied", 3);
+    summary.assert_total("tx", 1);
 }
 
 // ---- 8. --cpus ----
@@ -635,8 +610,8 @@ fn sighup_and_sigusr1_are_logged_and_do_not_stop_the_daemon() {
         );
     }
     let summary = stop_checked(daemon); // SIGTERM: exit 0 and the summary
-    assert_eq!(summary.total("rx"), 3, "{}", summary.stdout);
-    assert_eq!(summary.total("tx"), 3, "{}", summary.stdout);
+    summary.assert_total("rx", 3);
+    summary.assert_total("tx", 3);
 }
 
 // ---- 10. port sharing ----

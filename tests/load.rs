@@ -2,7 +2,7 @@
 
 mod common;
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::UdpSocket;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -13,7 +13,7 @@ const RUN_DEADLINE: Duration = Duration::from_secs(60);
 
 /// A UDP server on 127.0.0.1:0 in a thread, answering each datagram with `reply(request)` (None: silence).
 struct Server {
-    addr: SocketAddr,
+    target: String,
     stop: Arc<AtomicBool>,
     handle: Option<JoinHandle<()>>,
 }
@@ -25,7 +25,7 @@ impl Server {
         socket
             .set_read_timeout(Some(Duration::from_millis(50)))
             .unwrap();
-        let addr = socket.local_addr().unwrap();
+        let target = socket.local_addr().unwrap().to_string();
         let stop = Arc::new(AtomicBool::new(false));
         let stop_flag = Arc::clone(&stop);
         let handle = std::thread::spawn(move || {
@@ -40,14 +40,21 @@ impl Server {
             }
         });
         Server {
-            addr,
+            target,
             stop,
             handle: Some(handle),
         }
     }
 
-    fn target(&self) -> String {
-        self.addr.to_string()
+    fn target(&self) -> &str {
+        &self.target
+    }
+
+    /// `TARGET --rate RATE --duration SECONDS EXTRA...`: the shape of most runs here.
+    fn paced<'a>(&'a self, rate: &'a str, seconds: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+        let mut args = vec![self.target(), "--rate", rate, "--duration", seconds];
+        args.extend_from_slice(extra);
+        args
     }
 }
 
@@ -157,21 +164,33 @@ impl Json {
             self.0
         );
     }
+
+    /// A run whose every reply was right: none mismatched, some received, and the books balance.
+    fn assert_all_matched(&self, context: &str) {
+        assert_eq!(self.count("mismatched"), 0, "{context}: {}", self.0);
+        assert!(self.count("received") > 0, "{context}: {}", self.0);
+        self.assert_counts_add_up();
+    }
+
+    /// A run whose every reply was wrong: some mismatched, none received, and the books balance.
+    fn assert_all_mismatched(&self, context: &str) {
+        assert!(self.count("mismatched") > 0, "{context}: {}", self.0);
+        assert_eq!(self.count("received"), 0, "{context}: {}", self.0);
+        self.assert_counts_add_up();
+    }
 }
 
 #[test]
 fn echo_counts_add_up_with_no_mismatch() {
     let server = Server::start(echo);
-    let (json, code, stderr) = load_json(&[&server.target(), "--rate", "2000", "--duration", "1"]);
+    let (json, code, stderr) = load_json(&server.paced("2000", "1", &[]));
     assert_eq!(code, Some(0), "{stderr}");
     assert_eq!(json.raw("mode"), "\"open\"");
     assert_eq!(json.count("flows"), 4);
     assert_eq!(json.count("payload"), 64);
     assert!(json.count("sent") > 0);
-    assert!(json.count("received") > 0, "{}", json.0);
-    assert_eq!(json.count("mismatched"), 0);
     assert_eq!(json.count("duplicates"), 0);
-    json.assert_counts_add_up();
+    json.assert_all_matched("an echo server");
     assert!(json.num("p99") >= json.num("p50"));
     assert!(json.num("max") >= json.num("p99_99"));
 }
@@ -179,14 +198,7 @@ fn echo_counts_add_up_with_no_mismatch() {
 #[test]
 fn text_report_has_the_percentile_table() {
     let server = Server::start(echo);
-    let output = load(&[
-        &server.target(),
-        "--rate",
-        "1000",
-        "--duration",
-        "0.5",
-        "--quiet",
-    ]);
+    let output = load(&server.paced("1000", "0.5", &["--quiet"]));
     assert_eq!(output.code, 0, "{}", output.stderr);
     let text = output.stdout;
     for word in [
@@ -207,61 +219,30 @@ fn text_report_has_the_percentile_table() {
 #[test]
 fn expecting_upper_from_an_echo_server_counts_mismatches() {
     let server = Server::start(echo);
-    let (json, _, stderr) = load_json(&[
-        &server.target(),
-        "--rate",
-        "1000",
-        "--duration",
-        "0.5",
-        "--expect",
-        "upper",
-    ]);
-    assert!(json.count("mismatched") > 0, "{} {stderr}", json.0);
-    assert_eq!(json.count("received"), 0);
-    json.assert_counts_add_up();
+    let (json, _, stderr) = load_json(&server.paced("1000", "0.5", &["--expect", "upper"]));
+    json.assert_all_mismatched(&stderr);
 }
 
 #[test]
 fn an_upper_server_passes_expect_upper() {
     let server = Server::start(upper);
-    let (json, code, stderr) = load_json(&[
-        &server.target(),
-        "--rate",
-        "1000",
-        "--duration",
-        "0.5",
-        "--expect",
-        "upper",
-        "--payload",
-        "300",
-    ]);
+    let (json, code, stderr) =
+        load_json(&server.paced("1000", "0.5", &["--expect", "upper", "--payload", "300"]));
     assert_eq!(code, Some(0), "{stderr}");
-    assert_eq!(json.count("mismatched"), 0, "{}", json.0);
-    assert!(json.count("received") > 0);
-    json.assert_counts_add_up();
+    json.assert_all_matched("an upper server, --expect upper");
 }
 
 #[test]
 fn a_corrupting_server_is_caught() {
     let server = Server::start(corrupt);
-    let (json, _, _) = load_json(&[&server.target(), "--rate", "1000", "--duration", "0.5"]);
-    assert!(json.count("mismatched") > 0, "{}", json.0);
-    assert_eq!(json.count("received"), 0);
-    json.assert_counts_add_up();
+    let (json, _, _) = load_json(&server.paced("1000", "0.5", &[]));
+    json.assert_all_mismatched("a corrupting server");
 }
 
 #[test]
 fn losses_are_counted_when_the_server_discards() {
     let server = Server::start(discard);
-    let (json, code, stderr) = load_json(&[
-        &server.target(),
-        "--rate",
-        "1000",
-        "--duration",
-        "0.5",
-        "--timeout",
-        "0.2",
-    ]);
+    let (json, code, stderr) = load_json(&server.paced("1000", "0.5", &["--timeout", "0.2"]));
     assert_eq!(code, Some(1), "a run with no replies must fail");
     assert!(
         stderr.contains(&format!("no replies received from {}", server.target())),
@@ -276,16 +257,7 @@ fn losses_are_counted_when_the_server_discards() {
 #[test]
 fn expect_none_reports_sends_only_and_succeeds() {
     let server = Server::start(discard);
-    let output = load(&[
-        &server.target(),
-        "--rate",
-        "1000",
-        "--duration",
-        "0.3",
-        "--expect",
-        "none",
-        "--quiet",
-    ]);
+    let output = load(&server.paced("1000", "0.3", &["--expect", "none", "--quiet"]));
     assert_eq!(output.code, 0, "{}", output.stderr);
     let text = output.stdout;
     assert!(text.contains("sent"), "{text}");
@@ -298,7 +270,7 @@ fn expect_none_reports_sends_only_and_succeeds() {
 #[test]
 fn the_rate_limiter_holds_its_schedule() {
     let server = Server::start(echo);
-    let (json, _, _) = load_json(&[&server.target(), "--rate", "2000", "--duration", "1"]);
+    let (json, _, _) = load_json(&server.paced("2000", "1", &[]));
     let sent = json.count("sent");
     // A count, not a timing: the schedule releases rate*duration datagrams whatever the machine's speed.
     assert!(
@@ -311,15 +283,7 @@ fn the_rate_limiter_holds_its_schedule() {
 #[test]
 fn warmup_is_not_counted() {
     let server = Server::start(echo);
-    let (json, _, _) = load_json(&[
-        &server.target(),
-        "--rate",
-        "2000",
-        "--duration",
-        "0.5",
-        "--warmup",
-        "0.5",
-    ]);
+    let (json, _, _) = load_json(&server.paced("2000", "0.5", &["--warmup", "0.5"]));
     let sent = json.count("sent");
     // Only the measured half second is counted (about 1000), not the warmup before it.
     assert!((500..=1500).contains(&sent), "sent {sent}");
@@ -330,57 +294,27 @@ fn warmup_is_not_counted() {
 fn closed_loop_keeps_requests_in_flight_and_accounts_for_them() {
     let server = Server::start(echo);
     let (json, code, stderr) =
-        load_json(&[&server.target(), "--outstanding", "2", "--duration", "0.5"]);
+        load_json(&[server.target(), "--outstanding", "2", "--duration", "0.5"]);
     assert_eq!(code, Some(0), "{stderr}");
     assert_eq!(json.raw("mode"), "\"closed\"");
     assert_eq!(json.raw("offered_pps"), "null");
-    assert!(json.count("received") > 0);
-    assert_eq!(json.count("mismatched"), 0);
-    json.assert_counts_add_up();
+    json.assert_all_matched("closed loop");
 }
 
 #[test]
 fn ack_replies_and_short_payloads_are_matched_in_order() {
     let server = Server::start(pong);
-    let (json, code, _) = load_json(&[
-        &server.target(),
-        "--rate",
-        "1000",
-        "--duration",
-        "0.5",
-        "--expect",
-        "ack:PONG",
-    ]);
+    let (json, code, _) = load_json(&server.paced("1000", "0.5", &["--expect", "ack:PONG"]));
     assert_eq!(code, Some(0));
-    assert_eq!(json.count("mismatched"), 0);
-    assert!(json.count("received") > 0);
-    json.assert_counts_add_up();
+    json.assert_all_matched("--expect ack:PONG");
     // The same server is wrong for the default ack text.
-    let (json, _, _) = load_json(&[
-        &server.target(),
-        "--rate",
-        "1000",
-        "--duration",
-        "0.3",
-        "--expect",
-        "ack",
-    ]);
+    let (json, _, _) = load_json(&server.paced("1000", "0.3", &["--expect", "ack"]));
     assert!(json.count("mismatched") > 0);
 
     let echo_server = Server::start(echo);
-    let (json, code, _) = load_json(&[
-        &echo_server.target(),
-        "--rate",
-        "1000",
-        "--duration",
-        "0.5",
-        "--payload",
-        "7",
-    ]);
+    let (json, code, _) = load_json(&echo_server.paced("1000", "0.5", &["--payload", "7"]));
     assert_eq!(code, Some(0));
-    assert_eq!(json.count("mismatched"), 0);
-    assert!(json.count("received") > 0);
-    json.assert_counts_add_up();
+    json.assert_all_matched("7-byte payloads");
 }
 
 #[test]
@@ -391,16 +325,11 @@ fn gso_gro_spread_and_threads_keep_the_books_straight() {
         &["--pattern", "spread", "--payload", "20"][..],
         &["--threads", "2", "--flows", "3"][..],
     ] {
-        let mut args = vec![server.target()];
-        args.extend(["--rate", "1000", "--duration", "0.5"].map(String::from));
-        args.extend(extra.iter().map(|s| s.to_string()));
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let (json, code, stderr) = load_json(&args);
-        assert_eq!(code, Some(0), "{extra:?}: {stderr}");
-        assert_eq!(json.count("mismatched"), 0, "{extra:?}");
-        assert_eq!(json.count("duplicates"), 0, "{extra:?}");
-        assert!(json.count("received") > 0, "{extra:?}");
-        json.assert_counts_add_up();
+        let (json, code, stderr) = load_json(&server.paced("1000", "0.5", extra));
+        let context = format!("{extra:?}");
+        assert_eq!(code, Some(0), "{context}: {stderr}");
+        assert_eq!(json.count("duplicates"), 0, "{context}");
+        json.assert_all_matched(&context);
     }
 }
 
@@ -410,15 +339,8 @@ fn hgrm_output_parses_back() {
     let dir = std::env::temp_dir().join(format!("udpd-load-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("latency.hgrm");
-    let (json, code, _) = load_json(&[
-        &server.target(),
-        "--rate",
-        "2000",
-        "--duration",
-        "0.5",
-        "--hgrm",
-        path.to_str().unwrap(),
-    ]);
+    let hgrm = path.to_str().unwrap();
+    let (json, code, _) = load_json(&server.paced("2000", "0.5", &["--hgrm", hgrm]));
     assert_eq!(code, Some(0));
     let text = std::fs::read_to_string(&path).unwrap();
     let _ = std::fs::remove_dir_all(&dir);
@@ -471,12 +393,12 @@ fn bad_flags_exit_2_with_one_line() {
     let server = Server::start(discard);
     let target = server.target();
     for args in [
-        vec![target.as_str(), "--payload", "70000"],
-        vec![target.as_str(), "--rate", "-1"],
+        vec![target, "--payload", "70000"],
+        vec![target, "--rate", "-1"],
         vec!["no.such.host.invalid:9"],
-        vec![target.as_str(), "--threads", "5", "--flows", "2"],
-        vec![target.as_str(), "--rate", "10", "--outstanding", "2"],
-        vec![target.as_str(), "--expect", "shout"],
+        vec![target, "--threads", "5", "--flows", "2"],
+        vec![target, "--rate", "10", "--outstanding", "2"],
+        vec![target, "--expect", "shout"],
     ] {
         let output = load(&args);
         assert_eq!(output.code, 2, "{args:?}");
@@ -544,14 +466,14 @@ fn load_with_gso_and_gro_against_the_daemon_engages_both_offloads() {
         "the daemon saw every request:\n{}",
         summary.stdout
     );
-    assert!(
-        summary.total("gro_trains") > 0,
-        "the load's GSO bursts must arrive coalesced (GRO trains):\n{}",
-        summary.stdout
+    summary.assert_total_at_least_why(
+        "gro_trains",
+        1,
+        "the load's GSO bursts must arrive coalesced (GRO trains)",
     );
-    assert!(
-        summary.total("gso_trains") > 0,
-        "the replies to coalesced requests must leave as GSO trains:\n{}",
-        summary.stdout
+    summary.assert_total_at_least_why(
+        "gso_trains",
+        1,
+        "the replies to coalesced requests must leave as GSO trains",
     );
 }

@@ -39,20 +39,10 @@ fn check_round_trips(
     let summary = daemon.stop();
     let n = payloads.len() as u64;
     let rx_bytes: u64 = payloads.iter().map(|p| p.len() as u64).sum();
-    assert_eq!(summary.total("rx"), n, "total rx\n{}", summary.stdout);
-    assert_eq!(summary.total("tx"), n, "total tx\n{}", summary.stdout);
-    assert_eq!(
-        summary.total("rx_bytes"),
-        rx_bytes,
-        "total rx_bytes\n{}",
-        summary.stdout
-    );
-    assert_eq!(
-        summary.total("tx_bytes"),
-        tx_bytes,
-        "total tx_bytes\n{}",
-        summary.stdout
-    );
+    summary.assert_total("rx", n);
+    summary.assert_total("tx", n);
+    summary.assert_total("rx_bytes", rx_bytes);
+    summary.assert_total("tx_bytes", tx_bytes);
     summary.assert_accounting_holds();
     summary
 }
@@ -70,8 +60,8 @@ fn sample_payloads() -> Vec<Vec<u8>> {
 fn echo_round_trips_and_counts_bytes() {
     let daemon = Daemon::start_v4(1, &[]);
     let summary = check_round_trips(daemon, &sample_payloads(), <[u8]>::to_vec);
-    assert_eq!(summary.total("truncated"), 0);
-    assert_eq!(summary.total("no_reply"), 0);
+    summary.assert_total("truncated", 0);
+    summary.assert_total("no_reply", 0);
     assert_eq!(
         summary.latency_us.get("count").copied(),
         Some(4.0),
@@ -121,10 +111,10 @@ fn discard_answers_nothing_and_counts() {
     // No reply can tell us the daemon has read everything: wait (bounded) for its queue to empty.
     wait_receive_queue_empty(daemon.addr, Duration::from_secs(5));
     let summary = daemon.stop();
-    assert_eq!(summary.total("rx"), sent, "{}", summary.stdout);
-    assert_eq!(summary.total("no_reply"), sent, "{}", summary.stdout);
-    assert_eq!(summary.total("tx"), 0, "{}", summary.stdout);
-    assert_eq!(summary.total("tx_bytes"), 0, "{}", summary.stdout);
+    summary.assert_total("rx", sent);
+    summary.assert_total("no_reply", sent);
+    summary.assert_total("tx", 0);
+    summary.assert_total("tx_bytes", 0);
     summary.assert_accounting_holds();
 }
 
@@ -141,10 +131,10 @@ fn truncation(extra: &[&str]) {
     assert_eq!(reply, small, "the 50-byte datagram must be echoed");
     assert_silent(&client, "after the truncated datagram");
     let summary = daemon.stop();
-    assert_eq!(summary.total("truncated"), 1, "{}", summary.stdout);
-    assert_eq!(summary.total("tx"), 1, "{}", summary.stdout);
-    assert_eq!(summary.total("rx"), 2, "{}", summary.stdout);
-    assert_eq!(summary.total("tx_bytes"), 50, "{}", summary.stdout);
+    summary.assert_total("truncated", 1);
+    summary.assert_total("tx", 1);
+    summary.assert_total("rx", 2);
+    summary.assert_total("tx_bytes", 50);
     summary.assert_accounting_holds();
 }
 
@@ -185,8 +175,8 @@ fn every_worker_serves(workers: usize) {
     }
     let summary = daemon.stop();
     let expected = (clients.len() * per_client) as u64;
-    assert_eq!(summary.total("rx"), expected, "{}", summary.stdout);
-    assert_eq!(summary.total("tx"), expected, "{}", summary.stdout);
+    summary.assert_total("rx", expected);
+    summary.assert_total("tx", expected);
     let mut sum_rx = 0;
     for w in 0..workers {
         let rx = summary.worker(w, "rx");
@@ -252,8 +242,8 @@ fn many_concurrent_clients_each_get_their_own_replies() {
     let summary = daemon.stop();
     // Each client received its own 3 replies; with tx == 1536 in all, nobody got an extra one.
     let total = (CLIENTS * PER_CLIENT) as u64;
-    assert_eq!(summary.total("rx"), total, "{}", summary.stdout);
-    assert_eq!(summary.total("tx"), total, "{}", summary.stdout);
+    summary.assert_total("rx", total);
+    summary.assert_total("tx", total);
     summary.assert_accounting_holds();
 }
 
@@ -295,7 +285,7 @@ fn wildcard_bind_answers_from_the_address_the_client_sent_to() {
         }
     }
     let summary = daemon.stop();
-    assert_eq!(summary.total("tx"), sent, "{}", summary.stdout);
+    summary.assert_total("tx", sent);
 }
 
 /// Sets a stop flag when dropped, so a load thread ends even when the test panics.
@@ -486,8 +476,8 @@ fn sigterm_under_load_prints_summary_and_exits_zero() {
     stop.store(true, Ordering::SeqCst);
     sender.join().expect("sender thread");
     summary.assert_accounting_holds();
-    assert!(summary.total("rx") >= 1, "{}", summary.stdout);
-    assert!(summary.total("tx") >= 1, "{}", summary.stdout);
+    summary.assert_total_at_least("rx", 1);
+    summary.assert_total_at_least("tx", 1);
     assert!(
         summary.total("rx") <= sent.load(Ordering::SeqCst),
         "the daemon cannot receive more than was sent:\n{}",
@@ -644,45 +634,29 @@ fn gso_train_round_trip(extra: &[&str]) {
     expect_replies(&client, daemon.addr, &datagrams);
     let summary = daemon.stop();
     let n = datagrams.len() as u64;
-    assert_eq!(
-        summary.total("rx"),
-        n,
-        "each segment is one datagram:\n{}",
-        summary.stdout
-    );
-    assert_eq!(summary.total("tx"), n, "{}", summary.stdout);
-    assert_eq!(summary.total("rx_bytes"), 1037, "{}", summary.stdout);
-    assert_eq!(summary.total("tx_bytes"), 1037, "{}", summary.stdout);
+    summary.assert_total_why("rx", n, "each segment is one datagram");
+    summary.assert_total("tx", n);
+    summary.assert_total("rx_bytes", 1037);
+    summary.assert_total("tx_bytes", 1037);
     if extra.contains(&"--no-gro") {
-        assert_eq!(
-            summary.total("gro_trains"),
-            0,
-            "--no-gro must receive no GRO trains:\n{}",
-            summary.stdout
-        );
+        summary.assert_total_why("gro_trains", 0, "--no-gro must receive no GRO trains");
     } else if gro_engages() {
-        assert_eq!(
-            summary.total("gro_trains"),
+        summary.assert_total_why(
+            "gro_trains",
             1,
-            "with GRO the train must arrive coalesced, as one GRO train:\n{}",
-            summary.stdout
+            "with GRO the train must arrive coalesced, as one GRO train",
         );
         // The echo of a coalesced train leaves as a train when GSO is on (whole-train fast path).
         if !extra.contains(&"--no-gso") {
-            assert!(
-                summary.total("gso_trains") >= 1,
-                "with GRO and GSO the replies to a train must leave as a GSO train:\n{}",
-                summary.stdout
+            summary.assert_total_at_least_why(
+                "gso_trains",
+                1,
+                "with GRO and GSO the replies to a train must leave as a GSO train",
             );
         }
     }
     if extra.contains(&"--no-gso") {
-        assert_eq!(
-            summary.total("gso_trains"),
-            0,
-            "--no-gso must send every reply on its own:\n{}",
-            summary.stdout
-        );
+        summary.assert_total_why("gso_trains", 0, "--no-gso must send every reply on its own");
     }
     summary.assert_accounting_holds();
 }
@@ -744,16 +718,15 @@ fn gso_train_is_answered_by_upper_and_ack_per_datagram() {
         assert_eq!(summary.total("rx"), 9, "{handler} {extra:?}");
         assert_eq!(summary.total("tx"), 9, "{handler} {extra:?}");
         if extra.is_empty() && gro_engages() {
-            assert_eq!(
-                summary.total("gro_trains"),
+            summary.assert_total_why(
+                "gro_trains",
                 1,
-                "{handler}: the train must arrive as one GRO train:\n{}",
-                summary.stdout
+                &format!("{handler}: the train must arrive as one GRO train"),
             );
-            assert!(
-                summary.total("gso_trains") >= 1,
-                "{handler}: the replies to a coalesced train must leave as GSO trains:\n{}",
-                summary.stdout
+            summary.assert_total_at_least_why(
+                "gso_trains",
+                1,
+                &format!("{handler}: the replies to a coalesced train must leave as GSO trains"),
             );
         }
         summary.assert_accounting_holds();
@@ -801,21 +774,20 @@ fn gso_mixed_trains(extra: &[&str]) {
     let summary = daemon.stop();
     let n = all.len() as u64;
     let bytes: u64 = all.iter().map(|d| d.len() as u64).sum();
-    assert_eq!(summary.total("rx"), n, "{}", summary.stdout);
-    assert_eq!(summary.total("tx"), n, "{}", summary.stdout);
-    assert_eq!(summary.total("rx_bytes"), bytes, "{}", summary.stdout);
-    assert_eq!(summary.total("tx_bytes"), bytes, "{}", summary.stdout);
+    summary.assert_total("rx", n);
+    summary.assert_total("tx", n);
+    summary.assert_total("rx_bytes", bytes);
+    summary.assert_total("tx_bytes", bytes);
     if !extra.contains(&"--no-gro") && gro_engages() {
-        assert_eq!(
-            summary.total("gro_trains"),
+        summary.assert_total_why(
+            "gro_trains",
             plan.len() as u64,
-            "with GRO each train must arrive coalesced:\n{}",
-            summary.stdout
+            "with GRO each train must arrive coalesced",
         );
-        assert!(
-            summary.total("gso_trains") >= 1,
-            "with GRO and GSO echoed trains must leave as GSO trains:\n{}",
-            summary.stdout
+        summary.assert_total_at_least_why(
+            "gso_trains",
+            1,
+            "with GRO and GSO echoed trains must leave as GSO trains",
         );
     }
     summary.assert_accounting_holds();
@@ -856,20 +828,14 @@ fn gso_train_truncation(extra: &[&str]) {
     assert_eq!(probe, b"probe");
     assert_silent(&client, "after the probe");
     let summary = daemon.stop();
-    assert_eq!(
-        summary.total("truncated"),
-        9,
-        "one truncated per oversize segment:\n{}",
-        summary.stdout
-    );
-    assert_eq!(summary.total("tx"), 2, "{}", summary.stdout);
-    assert_eq!(summary.total("rx"), 11, "{}", summary.stdout);
+    summary.assert_total_why("truncated", 9, "one truncated per oversize segment");
+    summary.assert_total("tx", 2);
+    summary.assert_total("rx", 11);
     if !extra.contains(&"--no-gro") && gro_engages() {
-        assert_eq!(
-            summary.total("gro_trains"),
+        summary.assert_total_why(
+            "gro_trains",
             2,
-            "with GRO both trains must arrive coalesced:\n{}",
-            summary.stdout
+            "with GRO both trains must arrive coalesced",
         );
     }
     summary.assert_accounting_holds();
@@ -932,15 +898,11 @@ fn replies_larger_than_the_queue_are_flushed_mid_batch_not_dropped() {
         "every train is received or dropped whole by the kernel"
     );
     if gro_engages() {
-        assert!(
-            summary.total("gro_trains") >= 1,
-            "the trains must arrive coalesced:\n{}",
-            summary.stdout
-        );
-        assert!(
-            summary.total("gso_trains") >= 1,
-            "equal-size replies to one peer must leave as GSO trains:\n{}",
-            summary.stdout
+        summary.assert_total_at_least_why("gro_trains", 1, "the trains must arrive coalesced");
+        summary.assert_total_at_least_why(
+            "gso_trains",
+            1,
+            "equal-size replies to one peer must leave as GSO trains",
         );
     }
 }

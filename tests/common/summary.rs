@@ -142,6 +142,36 @@ impl Summary {
             .unwrap_or_else(|| panic!("no {key} in total line:\n{}", self.stdout))
     }
 
+    /// Asserts that the `total:` counter `key` is `expected`, quoting stdout when it is not.
+    pub fn assert_total(&self, key: &str, expected: u64) {
+        assert_eq!(self.total(key), expected, "total {key}:\n{}", self.stdout);
+    }
+
+    /// [`Summary::assert_total`] that also says why the count must be what it is.
+    pub fn assert_total_why(&self, key: &str, expected: u64, why: &str) {
+        assert_eq!(
+            self.total(key),
+            expected,
+            "total {key}: {why}:\n{}",
+            self.stdout
+        );
+    }
+
+    /// Asserts that the `total:` counter `key` is at least `least`, quoting stdout when it is not.
+    pub fn assert_total_at_least(&self, key: &str, least: u64) {
+        self.assert_total_at_least_why(key, least, "too few");
+    }
+
+    /// [`Summary::assert_total_at_least`] that also says why the count must reach `least`.
+    pub fn assert_total_at_least_why(&self, key: &str, least: u64, why: &str) {
+        let total = self.total(key);
+        assert!(
+            total >= least,
+            "total {key} is {total}, under {least}: {why}:\n{}",
+            self.stdout
+        );
+    }
+
     /// A `worker N:` counter.
     pub fn worker(&self, index: usize, key: &str) -> u64 {
         *self.workers[index]

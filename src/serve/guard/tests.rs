@@ -36,11 +36,32 @@ fn refused(reason: Refusal, datagrams: u32) -> Admission {
     Admission::none(datagrams, reason)
 }
 
+/// Admits each `(source, datagrams, at tick, expected verdict)` in turn, naming the step that differs.
+fn assert_admissions(guard: &mut Guard, steps: &[(&str, u32, u64, Admission)]) {
+    for (step, &(source, datagrams, at, expected)) in steps.iter().enumerate() {
+        assert_eq!(
+            guard.admit(peer(source), datagrams, Tick(at)),
+            expected,
+            "step {step}: {datagrams} from {source} at tick {at}"
+        );
+    }
+}
+
+/// `datagrams` from each of `sources` at tick 0 get the `expected` verdict.
+fn assert_each_source(guard: &mut Guard, sources: &[&str], datagrams: u32, expected: Admission) {
+    for source in sources {
+        assert_eq!(
+            guard.admit(peer(source), datagrams, Tick(0)),
+            expected,
+            "{source}"
+        );
+    }
+}
+
 #[test]
 fn the_loop_guard_refuses_port_zero_our_port_and_listed_ports() {
     let mut guard = guard(GuardConfig::default());
-    let now = Tick(0);
-    for source in [
+    let refused_sources = [
         "192.0.2.1:0",
         "192.0.2.1:4000",
         "127.0.0.1:4000",
@@ -51,20 +72,15 @@ fn the_loop_guard_refuses_port_zero_our_port_and_listed_ports() {
         "192.0.2.1:123",
         "[2001:db8::1]:11211",
         "[::ffff:192.0.2.1]:53",
-    ] {
-        assert_eq!(
-            guard.admit(peer(source), 3, now),
-            refused(Refusal::LoopGuard, 3),
-            "{source}"
-        );
-    }
-    for source in ["192.0.2.1:4001", "192.0.2.1:1", "[2001:db8::1]:40000"] {
-        assert_eq!(
-            guard.admit(peer(source), 3, now),
-            Admission::all(3),
-            "{source}"
-        );
-    }
+    ];
+    assert_each_source(
+        &mut guard,
+        &refused_sources,
+        3,
+        refused(Refusal::LoopGuard, 3),
+    );
+    let admitted_sources = ["192.0.2.1:4001", "192.0.2.1:1", "[2001:db8::1]:40000"];
+    assert_each_source(&mut guard, &admitted_sources, 3, Admission::all(3));
 }
 
 #[test]
@@ -73,25 +89,21 @@ fn the_loop_guard_uses_the_configured_ports_only() {
         loop_guard_ports: vec![9_999],
         ..GuardConfig::default()
     });
-    assert_eq!(
-        guard.admit(peer("192.0.2.1:9999"), 1, Tick(0)),
-        refused(Refusal::LoopGuard, 1)
-    );
-    assert_eq!(
-        guard.admit(peer("192.0.2.1:53"), 1, Tick(0)),
-        Admission::all(1)
-    );
-    assert_eq!(
-        guard.admit(peer("192.0.2.1:0"), 1, Tick(0)),
-        refused(Refusal::LoopGuard, 1),
-        "port 0 is always refused"
+    assert_admissions(
+        &mut guard,
+        &[
+            ("192.0.2.1:9999", 1, 0, refused(Refusal::LoopGuard, 1)),
+            ("192.0.2.1:53", 1, 0, Admission::all(1)),
+            // Port 0 is always refused.
+            ("192.0.2.1:0", 1, 0, refused(Refusal::LoopGuard, 1)),
+        ],
     );
 }
 
 #[test]
 fn the_loop_guard_refuses_addresses_no_sender_has_in_every_form() {
     let mut guard = guard(GuardConfig::default());
-    for source in [
+    let impossible_sources = [
         "0.0.0.0:5000",
         "224.0.0.251:5000",
         "255.255.255.255:5000",
@@ -100,26 +112,21 @@ fn the_loop_guard_refuses_addresses_no_sender_has_in_every_form() {
         "[::ffff:0.0.0.0]:5000",
         "[::ffff:239.1.2.3]:5000",
         "[::ffff:255.255.255.255]:5000",
-    ] {
-        assert_eq!(
-            guard.admit(peer(source), 1, Tick(0)),
-            refused(Refusal::LoopGuard, 1),
-            "{source}"
-        );
-    }
+    ];
+    assert_each_source(
+        &mut guard,
+        &impossible_sources,
+        1,
+        refused(Refusal::LoopGuard, 1),
+    );
 }
 
 #[test]
 fn without_the_loop_guard_those_sources_pass() {
     let mut guard = guard(open());
     assert!(guard.admits_everything());
-    for source in ["192.0.2.1:0", "192.0.2.1:4000", "192.0.2.1:7", "[::]:5000"] {
-        assert_eq!(
-            guard.admit(peer(source), 2, Tick(0)),
-            Admission::all(2),
-            "{source}"
-        );
-    }
+    let sources = ["192.0.2.1:0", "192.0.2.1:4000", "192.0.2.1:7", "[::]:5000"];
+    assert_each_source(&mut guard, &sources, 2, Admission::all(2));
     assert!(!self::guard(GuardConfig::default()).admits_everything());
 }
 
@@ -130,33 +137,20 @@ fn the_acl_applies_longest_prefix_with_deny_winning_ties() {
         deny: cidrs(&["10.0.0.0/8", "10.1.2.3", "192.0.2.0/24"]),
         ..open()
     });
-    let verdict = |guard: &mut Guard, source: &str| guard.admit(peer(source), 1, Tick(0));
-    assert_eq!(verdict(&mut guard, "10.1.9.9:5000"), Admission::all(1));
-    assert_eq!(
-        verdict(&mut guard, "[::ffff:10.1.9.9]:5000"),
-        Admission::all(1)
-    );
-    assert_eq!(
-        verdict(&mut guard, "10.1.2.3:5000"),
-        refused(Refusal::AclDenied, 1)
-    );
-    assert_eq!(
-        verdict(&mut guard, "10.2.0.1:5000"),
-        refused(Refusal::AclDenied, 1)
-    );
-    assert_eq!(
-        verdict(&mut guard, "192.0.2.5:5000"),
-        refused(Refusal::AclDenied, 1),
-        "tie"
-    );
-    assert_eq!(
-        verdict(&mut guard, "198.51.100.1:5000"),
-        refused(Refusal::AclDenied, 1),
-        "allow-list mode: no match is denied"
-    );
-    assert_eq!(
-        verdict(&mut guard, "[2001:db8::1]:5000"),
-        refused(Refusal::AclDenied, 1)
+    let denied = refused(Refusal::AclDenied, 1);
+    assert_admissions(
+        &mut guard,
+        &[
+            ("10.1.9.9:5000", 1, 0, Admission::all(1)),
+            ("[::ffff:10.1.9.9]:5000", 1, 0, Admission::all(1)),
+            ("10.1.2.3:5000", 1, 0, denied),
+            ("10.2.0.1:5000", 1, 0, denied),
+            // A tie: deny wins.
+            ("192.0.2.5:5000", 1, 0, denied),
+            // Allow-list mode: no match is denied.
+            ("198.51.100.1:5000", 1, 0, denied),
+            ("[2001:db8::1]:5000", 1, 0, denied),
+        ],
     );
 }
 
@@ -167,17 +161,13 @@ fn a_deny_list_alone_allows_the_rest() {
         ..open()
     });
     assert!(!guard.admits_everything());
-    assert_eq!(
-        guard.admit(peer("[2001:db8:5::1]:5000"), 4, Tick(0)),
-        refused(Refusal::AclDenied, 4)
-    );
-    assert_eq!(
-        guard.admit(peer("[2001:db9::1]:5000"), 4, Tick(0)),
-        Admission::all(4)
-    );
-    assert_eq!(
-        guard.admit(peer("192.0.2.1:5000"), 4, Tick(0)),
-        Admission::all(4)
+    assert_admissions(
+        &mut guard,
+        &[
+            ("[2001:db8:5::1]:5000", 4, 0, refused(Refusal::AclDenied, 4)),
+            ("[2001:db9::1]:5000", 4, 0, Admission::all(4)),
+            ("192.0.2.1:5000", 4, 0, Admission::all(4)),
+        ],
     );
 }
 
@@ -212,33 +202,21 @@ fn rules_apply_in_order_and_refused_sources_spend_no_tokens() {
 #[test]
 fn the_limiter_gives_the_burst_then_the_rate() {
     let mut guard = guard(limited(10, 4));
-    let source = peer("192.0.2.1:5000");
-    assert_eq!(guard.admit(source, 4, Tick(0)), Admission::all(4));
-    assert_eq!(
-        guard.admit(source, 1, Tick(0)),
-        refused(Refusal::RateLimited, 1)
-    );
-    assert_eq!(
-        guard.admit(source, 1, Tick(99)),
-        refused(Refusal::RateLimited, 1)
-    );
-    assert_eq!(
-        guard.admit(source, 1, Tick(100)),
-        Admission::all(1),
-        "10/s: one per 100 ms"
-    );
-    assert_eq!(
-        guard.admit(source, 1, Tick(150)),
-        refused(Refusal::RateLimited, 1)
-    );
-    assert_eq!(
-        guard.admit(source, 4, Tick(10_000)),
-        Admission::all(4),
-        "refilled to the burst"
-    );
-    assert_eq!(
-        guard.admit(source, 1, Tick(10_000)),
-        refused(Refusal::RateLimited, 1)
+    let source = "192.0.2.1:5000";
+    let limited = refused(Refusal::RateLimited, 1);
+    assert_admissions(
+        &mut guard,
+        &[
+            (source, 4, 0, Admission::all(4)),
+            (source, 1, 0, limited),
+            (source, 1, 99, limited),
+            // 10/s: one per 100 ms.
+            (source, 1, 100, Admission::all(1)),
+            (source, 1, 150, limited),
+            // Refilled to the burst.
+            (source, 4, 10_000, Admission::all(4)),
+            (source, 1, 10_000, limited),
+        ],
     );
 }
 
@@ -340,17 +318,13 @@ fn the_default_table_is_65536_entries_of_16_bytes() {
 #[test]
 fn zero_datagrams_are_neither_admitted_nor_refused() {
     let mut guard = guard(limited(1, 1));
-    assert_eq!(
-        guard.admit(peer("192.0.2.1:5000"), 0, Tick(0)),
-        Admission::all(0)
-    );
-    assert_eq!(
-        guard.admit(peer("192.0.2.1:0"), 0, Tick(0)),
-        Admission::all(0)
-    );
-    assert_eq!(
-        guard.admit(peer("192.0.2.1:5000"), 1, Tick(0)),
-        Admission::all(1)
+    assert_admissions(
+        &mut guard,
+        &[
+            ("192.0.2.1:5000", 0, 0, Admission::all(0)),
+            ("192.0.2.1:0", 0, 0, Admission::all(0)),
+            ("192.0.2.1:5000", 1, 0, Admission::all(1)),
+        ],
     );
 }
 
