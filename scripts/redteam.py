@@ -21,16 +21,12 @@ import argparse, ctypes, json, os, random, re, signal, socket, statistics, struc
 import tempfile, threading, time
 
 ACTIVE = []  # every child process started, killed at the end whatever happens
-LIBC = ctypes.CDLL(None, use_errno=True)
-PR_SET_PDEATHSIG = 1
-
-
-def die_with_parent():
-    LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+PRCTL, PR_SET_PDEATHSIG = ctypes.CDLL(None).prctl, 1
 
 
 def spawn(cmd, **kw):
-    proc = subprocess.Popen(cmd, preexec_fn=die_with_parent, **kw)
+    """A child that the kernel kills if we die first (PR_SET_PDEATHSIG), and kill_all() kills at the end."""
+    proc = subprocess.Popen(cmd, preexec_fn=lambda: PRCTL(PR_SET_PDEATHSIG, signal.SIGKILL), **kw)
     ACTIVE.append(proc)
     return proc
 
@@ -65,21 +61,16 @@ class Server:
             self.ready.set() if lines is self.out else None
         self.ready.set()  # closed: stop waiting
 
-    def metrics_addr(self):
-        for line in self.err:
-            match = re.search(r"metrics on http://([\d.]+):(\d+)/", line)
-            if match:
-                return match.group(1), int(match.group(2))
-        return None
+    def procfs(self, name):
+        with open(f"/proc/{self.proc.pid}/{name}") as f:
+            return f.read()
 
     def cpu_seconds(self):
-        with open(f"/proc/{self.proc.pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
+        fields = self.procfs("stat").rsplit(")", 1)[1].split()  # utime and stime: fields 14 and 15
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def rss_kb(self):
-        with open(f"/proc/{self.proc.pid}/status") as f:
-            return int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
+        return int(re.search(r"VmRSS:\s+(\d+)", self.procfs("status")).group(1))
 
     def stop(self):
         """SIGTERM, then the `total:` counters of the summary as a dict."""
@@ -142,41 +133,36 @@ def fig_loop(binary):
     return {"exchanged": exchanged, "self_rx": s.stop()["rx"], "self_cpu": f"{cpu:.2f} s"}
 
 
-HANDLERS = ["echo", "upper", "ack", "ack:" + "A" * 1000, "discard"]
-HANDLER_NAMES = ["echo", "upper", "ack", "ack:TEXT(1000 B)", "discard"]
-SIZES = [0, 1, 16, 100, 1000]
+HANDLERS = {"echo": "echo", "upper": "upper", "ack": "ack", "ack:TEXT(1000 B)": "ack:" + "A" * 1000,
+            "discard": "discard"}
 
 
 def fig_amplify(binary, flags=()):
     worst = {}
-    for handler in HANDLERS:
+    for name, handler in HANDLERS.items():
         server = Server(binary, "127.0.0.1:0", ["--handler", handler, *flags])
-        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        sock.bind(("127.0.0.1", 0))
         factor = 0.0
-        for size in SIZES:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
             sock.settimeout(0.3)
-            sock.sendto(b"a" * size, ("127.0.0.1", server.port))
-            try:
-                reply = sock.recv(65535)
-                factor = max(factor, (len(reply) + 28) / (size + 28))
-            except socket.timeout:
-                pass
-        sock.close()
+            for size in [0, 1, 16, 100, 1000]:
+                sock.sendto(b"a" * size, ("127.0.0.1", server.port))
+                try:
+                    factor = max(factor, (len(sock.recv(65535)) + 28) / (size + 28))
+                except socket.timeout:
+                    pass
         server.stop()
-        worst[HANDLER_NAMES[HANDLERS.index(handler)]] = f"{factor:.2f}"
+        worst[name] = f"{factor:.2f}"
     return worst
 
 
 def drain(sock):
-    """Replies waiting (or arriving within the socket's timeout), counted."""
-    count = 0
+    """The replies waiting (or arriving within the socket's timeout)."""
+    replies = []
     try:
         while True:
-            sock.recv(2048)
-            count += 1
+            replies.append(sock.recv(2048))
     except (BlockingIOError, socket.timeout):
-        return count
+        return replies
 
 
 def flood_helper(port, seconds):
@@ -195,10 +181,9 @@ def flood_helper(port, seconds):
                 sent += 1
             except BlockingIOError:
                 break
-        got += drain(sock)
-    sock.setblocking(True)
+        got += len(drain(sock))
     sock.settimeout(0.3)
-    got += drain(sock)
+    got += len(drain(sock))
     print(json.dumps({"sent": sent, "got": got}), flush=True)
 
 
@@ -210,21 +195,13 @@ def fig_limiter(binary, flags=()):
     quiet = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     quiet.bind(("127.0.0.2", 0))
     quiet.setblocking(False)
-    answered, start = set(), time.monotonic()
-
-    def drain():
-        try:
-            while True:
-                answered.add(int(quiet.recv(2048)[:8]))
-        except (BlockingIOError, ValueError):
-            pass
-
+    answered, start = set(), time.monotonic()  # sequence numbers the quiet source got back
     for seq in range(300):
         time.sleep(max(0.0, start + seq / 100 - time.monotonic()))
         quiet.sendto(b"%08d" % seq + b"q" * 56, ("127.0.0.1", server.port))
-        drain()
+        answered.update(reply[:8] for reply in drain(quiet))
     time.sleep(0.3)
-    drain()
+    answered.update(reply[:8] for reply in drain(quiet))
     flood = json.loads(flooder.communicate(timeout=10)[0].splitlines()[-1])
     total = server.stop()
     return {"flood_sent": flood["sent"], "flood_got": flood["got"],
@@ -233,6 +210,7 @@ def fig_limiter(binary, flags=()):
 
 
 def forged_sources(count, block):
+    """`count` distinct (address, port) pairs in 10.0.0.0/8 or 127.0.0.0/8, the same on every run."""
     rng, seen = random.Random(1), set()
     while len(seen) < count:
         n = rng.randrange(1 << 24)
@@ -249,7 +227,9 @@ def pick_source_block(binary):
     time.sleep(0.3)
     total = server.stop()
     trouble = total["tx_error"] or "".join(server.err).strip()
-    return ("127.0.0.0/8", f"replies to 10/8 failed (tx_error={total['tx_error']})") if trouble else ("10.0.0.0/8", "")
+    if trouble:
+        return "127.0.0.0/8", f"replies to 10.0.0.0/8 sources fail here (tx_error={total['tx_error']} of 20)"
+    return "10.0.0.0/8", ""
 
 
 def fig_rss(binary, sources, flags=()):
@@ -309,10 +289,11 @@ def scrape(addr, timeout=15.0):
 
 def fig_metrics(binary, scrapes=20, idle=200):
     server = Server(binary, "127.0.0.1:0", ["--metrics", "127.0.0.1:0", "--interval", "3600"])
-    addr = server.metrics_addr()
-    if addr is None:
+    found = re.search(r"metrics on http://([\d.]+):(\d+)/", "".join(server.err))  # printed before `listening`
+    if not found:
         server.stop()
-        return {"metrics": "no metrics address on stderr"}
+        return {"scrapes_ok": "cannot measure: no `metrics on` line on stderr"}
+    addr = found.group(1), int(found.group(2))
     first = scrape(addr)  # a fresh server, before any idle connection: is there a body yet?
     conns = [socket.socket() for _ in range(idle)]
     for conn in conns:
@@ -333,16 +314,16 @@ ROWS = [  # (figure, key, label)
     ("1 loop", "exchanged", "two servers, one forged datagram: datagrams exchanged in 2 s"),
     ("1 loop", "self_rx", "own address as source: rx in 2 s"),
     ("1 loop", "self_cpu", "own address as source: server CPU in 2 s"),
-    *[("2 amplification", h, f"worst factor, handler {h}") for h in HANDLER_NAMES],
-    *[("2 amplification", "cap0:" + h, f"worst factor, {h}, after --max-amplification 0") for h in HANDLER_NAMES],
-    ("3 limiter 200/50", "limiter", "limiter"),
+    *[("2 amplification", h, f"worst factor, handler {h}") for h in HANDLERS],
+    *[("2 amplification", "cap0:" + h, f"worst factor, {h}, after --max-amplification 0") for h in HANDLERS],
+    ("3 limiter 200/50", "flags", "server flags"),
     ("3 limiter 200/50", "flood_sent", "flood datagrams sent in 3 s (one socket)"),
     ("3 limiter 200/50", "flood_got", "flood replies received"),
     ("3 limiter 200/50", "served_pps", "flood served: replies received / 3 s"),
     ("3 limiter 200/50", "served_tx_pps", "flood served: (server tx - quiet replies) / 3 s"),
     ("3 limiter 200/50", "rate_limited", "server rate_limited"),
     ("3 limiter 200/50", "quiet_loss", "quiet source (100/s, 300 sent) loss"),
-    ("4 rss", "rss_sources", "forged source block"),
+    ("4 rss", "flags", "server flags"),
     ("4 rss", "rss_kb", "VmRSS KB, before -> after 150,000 sources"),
     ("4 rss", "rss_rx", "datagrams the server received"),
     ("4 rss", "rss_overflow", "kernel_rx_overflow"),
@@ -354,26 +335,34 @@ ROWS = [  # (figure, key, label)
 ]
 
 
+def attempt(into, first_key, figure, *args):
+    """Runs one figure; one that cannot be measured says why in its first row, and the others still run."""
+    try:
+        into.update(figure(*args))
+    except Exception as error:
+        kill_all()
+        into[first_key] = f"cannot measure: {error}"[:100]
+
+
 def measure(args):
     results = {"before": {}, "after": {}}
-    bins = {"before": args.before, "after": args.after}
     guard = {"before": [], "after": ["--limit", "200/50"]}
-    block, why = pick_source_block(args.after)
-    sources = forged_sources(150_000, block)
-    for side, binary in bins.items():
+    args.block, args.why = pick_source_block(args.after)
+    sources = forged_sources(150_000, args.block)
+    for side, binary in (("before", args.before), ("after", args.after)):
         print(f"[{time.strftime('%H:%M:%S')}] measuring {side}: {binary}", file=sys.stderr, flush=True)
         r = results[side]
-        r.update(fig_loop(binary))
-        r.update(fig_amplify(binary))
+        r["flags"] = " ".join(guard[side]) or "none (no limiter in this build)"
+        attempt(r, "exchanged", fig_loop, binary)
+        attempt(r, "echo", fig_amplify, binary)
         if side == "after":
-            r.update({"cap0:" + k: v for k, v in fig_amplify(binary, ["--max-amplification", "0"]).items()})
-        r.update(fig_limiter(binary, guard[side]))
-        r["limiter"] = "--limit 200/50" if side == "after" else "n/a (no limiter; plain server, same flood)"
-        r.update(fig_rss(binary, sources, guard[side]))
-        r["rss_sources"] = block + (f" ({why})" if why else "") + ("" if side == "after" else ", plain server")
-        r["bulk_clean"] = fig_port0(binary, args.after, False)
-        r["bulk_port0"] = fig_port0(binary, args.after, True)
-        r.update(fig_metrics(binary))
+            cap_off = lambda: {"cap0:" + k: v for k, v in fig_amplify(binary, ["--max-amplification", "0"]).items()}
+            attempt(r, "cap0:echo", cap_off)
+        attempt(r, "flood_sent", fig_limiter, binary, guard[side])
+        attempt(r, "rss_kb", fig_rss, binary, sources, guard[side])
+        attempt(r, "bulk_clean", lambda: {"bulk_clean": fig_port0(binary, args.after, False),
+                                          "bulk_port0": fig_port0(binary, args.after, True)})
+        attempt(r, "scrapes_ok", fig_metrics, binary)
     for key in results["after"]:
         results["before"].setdefault(key, "n/a (no such flag)")
     return results
@@ -384,7 +373,8 @@ def print_table(results, args):
     nproc = subprocess.run(["nproc"], capture_output=True, text=True, timeout=5).stdout.strip()
     print(f"udpd red team  {time.strftime('%Y-%m-%d %H:%M:%S %Z')}")
     print(f"machine: nproc={nproc}, kernel {os.uname().release}, CPU {cpu.group(1) if cpu else '?'}")
-    print(f"before: {args.before}\nafter:  {args.after}\n")
+    print(f"before: {args.before}\nafter:  {args.after}")
+    print(f"figure 4 forges its sources in {args.block}{' because ' + args.why if args.why else ''}\n")
     width = max(len(label) for _, _, label in ROWS)
     cols = [max(6, *(len(str(results[s].get(k, ""))) for _, k, _ in ROWS)) for s in ("before", "after")]
     print(f"{'figure':<17} {'measure':<{width}}  {'before':<{cols[0]}}  after")
@@ -427,12 +417,10 @@ def main():
     args = parser.parse_args()
     if args.flood_helper:
         return flood_helper(int(args.flood_helper[0]), args.flood_helper[1])
-    if not args.before or not args.after:
-        parser.error("give both --before PATH and --after PATH")
-    args.before, args.after = os.path.abspath(args.before), os.path.abspath(args.after)
     for path in (args.before, args.after):
-        if not os.access(path, os.X_OK):
-            parser.error(f"{path} is not an executable file")
+        if not path or not os.access(path, os.X_OK):
+            parser.error(f"give --before PATH and --after PATH, each an executable udpd (got {path})")
+    args.before, args.after = os.path.abspath(args.before), os.path.abspath(args.after)
     if os.geteuid() != 0:
         parser.error("needs root (network namespace, raw sockets): run it with sudo")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))

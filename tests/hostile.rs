@@ -18,7 +18,8 @@
 //!   `--limit-dry-run` everything is answered and `rate_limited` still counts.
 //! - ACLs: `--deny` refuses a source (`acl_denied`); with `--allow` and `--deny`, the most specific wins.
 //! - `--cpus` values past any real CPU (or absurd ranges) are usage errors: exit 2, one line, no start.
-//! - SIGHUP and SIGUSR1 do not kill the daemon: it logs a line, keeps answering, and exits 0 on SIGTERM.
+//! - SIGUSR1 and SIGUSR2 do not kill the daemon: it logs a line, keeps answering, and exits 0 on SIGTERM
+//!   (SIGHUP reloads without loss: tests/reload.rs).
 //! - A second daemon on a port already served exits 1 naming `--share-port`; with it, it starts.
 //! - The metrics endpoint answers its first scrape with full metrics, still answers with 200 idle
 //!   connections open, and survives a 10 MiB request line.
@@ -590,11 +591,12 @@ fn cpus_past_any_real_cpu_are_usage_errors() {
 // ---- 9. signals ----
 
 #[test]
-fn sighup_and_sigusr1_are_logged_and_do_not_stop_the_daemon() {
+fn sigusr1_and_sigusr2_are_logged_and_do_not_stop_the_daemon() {
+    // SIGHUP reloads (the sockets pass to a new process: tests/reload.rs); the others only log.
     let mut daemon = Daemon::start_v4(1, &[]);
     let client = client_at("127.0.0.1");
     assert_eq!(round_trip(&client, daemon.addr, b"before"), b"before");
-    for signal in [Signal::SIGHUP, Signal::SIGUSR1] {
+    for signal in [Signal::SIGUSR1, Signal::SIGUSR2] {
         daemon.signal(signal);
         let line = daemon.process.wait_stderr(
             &format!("a log line for {signal:?}"),

@@ -1,13 +1,16 @@
 //! `udpd serve`: the server that starts per-core workers, and everything on a worker's datapath.
 //!
-//! - `server` starts the workers, handles signals and waits; `socket` opens and probes a worker's socket;
+//! - `daemon` is `udpd serve` (reports, signals, reload); `handover` passes the sockets to a successor
+//!   process on reload; `server` starts the workers and waits; `socket` opens and probes a worker's socket;
 //!   `privilege` drops root after binding; `proc_net` reads the kernel's UDP socket tables.
 //! - `worker` is one event loop; `receive` is its receive buffer, `respond` turns a received batch into
 //!   replies after the `guard` stage, `transmit` hands them to the kernel.
 //! - `segments` knows how datagrams sit in GRO buffers and GSO trains, `train` groups replies into GSO
 //!   trains (pure code), `queue` holds them until the kernel takes them.
 
+pub mod daemon;
 pub mod guard;
+pub mod handover;
 pub mod privilege;
 pub mod proc_net;
 pub mod queue;
@@ -20,4 +23,5 @@ pub mod train;
 pub mod transmit;
 pub mod worker;
 
-pub use server::{run, run_from_args, Server, ShutdownHandle};
+pub use daemon::{run, run_from_args};
+pub use server::{Server, ShutdownHandle};

@@ -22,9 +22,6 @@ pub fn drop_to(user: Option<&str>, group: Option<&str>) -> Result<()> {
             "--user/--group need udpd to start as root: start it as root or drop those flags",
         )
     };
-    if !Uid::effective().is_root() {
-        return Err(not_root());
-    }
     let account = match user {
         Some(name) => Some(
             User::from_name(name)
@@ -50,6 +47,14 @@ pub fn drop_to(user: Option<&str>, group: Option<&str>) -> Result<()> {
         }
         None => account.as_ref().map_or(Gid::effective(), |a| a.gid),
     };
+    if !Uid::effective().is_root() {
+        // Already that identity (a successor started by a udpd that dropped privileges on reload).
+        let same_user = account.as_ref().is_none_or(|a| a.uid == Uid::effective());
+        if same_user && gid == Gid::effective() {
+            return Ok(());
+        }
+        return Err(not_root());
+    }
     let failed = |what: &str, e: nix::errno::Errno| {
         Error::io(format!("cannot switch to {what}: {e}"), e.into())
     };

@@ -1,22 +1,20 @@
-//! Starts the workers and the reporter, wires up signals, and waits for the end.
+//! A running server: binds (or adopts) every worker socket, starts the workers and the reporter, stops
+//! them (at once, or handing the sockets over), and waits for the end.
 
-use std::io::Write;
 use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
 
 use mio::{Poll, Waker};
-use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
 
 use super::guard::{Guard, GuardKey};
-use crate::config::ReportFormat;
-use crate::config::{ServeArgs, ServeConfig};
+use crate::config::ServeConfig;
 use crate::error::{Error, ErrorKind, Result};
 use crate::handler::Handler;
 use crate::serve::worker::{self, WorkerParts, WAKER};
-use crate::stats::metrics::MetricsText;
 use crate::stats::{self, Interval, Reporter, Summary};
 
 /// A running server: its workers are serving; [`Server::wait`] reports until they stop.
@@ -26,17 +24,33 @@ pub struct Server {
     threads: Vec<JoinHandle<()>>,
     reporter: Reporter,
     warnings: Vec<String>,
+    /// A second descriptor for each worker socket, in worker order, to hand them over on reload.
+    sockets: Vec<OwnedFd>,
 }
 
 /// Stops every worker of a server: sets the stop flag, then wakes each worker's poll.
 #[derive(Clone)]
 pub struct ShutdownHandle {
     stop: Arc<AtomicBool>,
+    handed_over: Arc<AtomicBool>,
     wakers: Vec<Arc<Waker>>,
 }
 
 impl ShutdownHandle {
+    /// Stops serving: each worker still answers what is already queued in its socket (briefly), sends
+    /// what it can and reports.
     pub fn shutdown(&self) {
+        self.stop();
+    }
+
+    /// Stops reading at once, because another process now serves the same sockets: each worker sends
+    /// the replies it already holds and reports, leaving everything queued to its successor.
+    pub fn hand_over(&self) {
+        self.handed_over.store(true, Ordering::Relaxed);
+        self.stop();
+    }
+
+    fn stop(&self) {
         self.stop.store(true, Ordering::Relaxed);
         for waker in &self.wakers {
             let _ = waker.wake();
@@ -49,19 +63,49 @@ impl Server {
     /// `make_handler` is called once per worker.
     pub fn start(
         config: &ServeConfig,
+        make_handler: impl FnMut() -> Box<dyn Handler>,
+    ) -> Result<Server> {
+        Server::start_with(config, make_handler, Vec::new())
+    }
+
+    /// [`start`](Self::start), on `inherited` sockets (handed over by a previous udpd on reload, one per
+    /// worker) instead of new ones when there are any.
+    pub fn start_with(
+        config: &ServeConfig,
         mut make_handler: impl FnMut() -> Box<dyn Handler>,
+        inherited: Vec<OwnedFd>,
     ) -> Result<Server> {
         let started = Instant::now();
         let mut warnings = Vec::new();
-        refuse_shared_port(config)?;
         let mut sockets = Vec::with_capacity(config.workers);
         let mut address = config.listen;
-        for _ in 0..config.workers {
-            let socket = crate::serve::socket::open(address, config, &mut warnings)?;
-            // With port 0 the first socket picks the port; the others join it.
-            address = socket.local;
-            sockets.push(socket);
+        if inherited.is_empty() {
+            refuse_shared_port(config)?;
+            for _ in 0..config.workers {
+                let socket = super::socket::open(address, config, &mut warnings)?;
+                // With port 0 the first socket picks the port; the others join it.
+                address = socket.local;
+                sockets.push(socket);
+            }
+        } else {
+            if inherited.len() != config.workers {
+                return Err(Error::usage(format!(
+                    "reload refused: --workers changed from {} to {}, which needs other sockets: restart udpd to apply it",
+                    inherited.len(),
+                    config.workers
+                )));
+            }
+            for fd in inherited {
+                let socket = super::socket::adopt(fd, address, config, &mut warnings)?;
+                address = socket.local;
+                sockets.push(socket);
+            }
         }
+        let handover_fds = sockets
+            .iter()
+            .map(|socket| socket.socket.try_clone().map(OwnedFd::from))
+            .collect::<std::io::Result<Vec<_>>>()
+            .map_err(|e| Error::io(format!("cannot keep a socket for reload: {e}"), e))?;
         // Every socket is bound: nothing below needs privileges.
         super::privilege::drop_to(config.user.as_deref(), config.group.as_deref())?;
         // Every worker's socket reports the same soft problems: say each once.
@@ -69,6 +113,7 @@ impl Server {
         warnings.retain(|warning| seen.insert(warning.clone()));
         let (reporter, links) = stats::channel(config.workers, config.interval, started);
         let stop = Arc::new(AtomicBool::new(false));
+        let handed_over = Arc::new(AtomicBool::new(false));
         let mut wakers = Vec::with_capacity(config.workers);
         let mut parts = Vec::with_capacity(config.workers);
         // One random key for every worker's rate-limit table, so no one can aim hash collisions.
@@ -92,6 +137,7 @@ impl Server {
                 interval: config.interval,
                 started,
                 stop: Arc::clone(&stop),
+                handed_over: Arc::clone(&handed_over),
             });
         }
         let mut threads = Vec::with_capacity(parts.len());
@@ -105,10 +151,15 @@ impl Server {
         }
         Ok(Server {
             local: address,
-            shutdown: ShutdownHandle { stop, wakers },
+            shutdown: ShutdownHandle {
+                stop,
+                handed_over,
+                wakers,
+            },
             threads,
             reporter,
             warnings,
+            sockets: handover_fds,
         })
     }
 
@@ -130,6 +181,11 @@ impl Server {
         self.shutdown.clone()
     }
 
+    /// Descriptors of the worker sockets, in worker order, to hand over to a successor on reload.
+    pub fn sockets(&self) -> &[OwnedFd] {
+        &self.sockets
+    }
+
     /// Hands each finished interval to `on_interval` until every worker has stopped, then returns the totals.
     pub fn wait(self, on_interval: impl FnMut(&Interval<'_>)) -> Summary {
         let summary = self.reporter.run(on_interval);
@@ -138,87 +194,6 @@ impl Server {
         }
         summary
     }
-}
-
-/// `udpd serve`: resolve flags, start, print the address, report until SIGINT/SIGTERM, print the summary.
-pub fn run_from_args(args: ServeArgs) -> Result<()> {
-    let config = args.resolve()?;
-    run(&config)
-}
-
-/// Runs the daemon with a resolved configuration until SIGINT or SIGTERM.
-pub fn run(config: &ServeConfig) -> Result<()> {
-    // The metrics listener is bound before privileges are dropped, like the UDP sockets.
-    let metrics = MetricsText::new(crate::stats::export::initial_prometheus(config.workers));
-    if let Some(addr) = config.metrics {
-        let bound = crate::stats::metrics::serve(addr, metrics.clone())?;
-        eprintln!("udpd: metrics on http://{bound}/metrics");
-    }
-    let server = Server::start(config, || config.handler.build())?;
-    for warning in server.warnings() {
-        eprintln!("udpd: warning: {warning}");
-    }
-    let shutdown = server.shutdown_handle();
-    let mut signals =
-        signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP, SIGUSR1, SIGUSR2])
-            .map_err(|e| Error::io(format!("cannot install signal handlers: {e}"), e))?;
-    std::thread::Builder::new()
-        .name("udpd-signals".into())
-        .spawn(move || {
-            for signal in signals.forever() {
-                if signal == SIGINT || signal == SIGTERM {
-                    shutdown.shutdown();
-                    return;
-                }
-                let name = if signal == SIGHUP { "SIGHUP" } else { "SIGUSR1/SIGUSR2" };
-                eprintln!(
-                    "udpd: {name} received: no action is bound to it yet; still serving with the running configuration"
-                );
-            }
-        })
-        .map_err(|e| Error::io(format!("cannot start the signal thread: {e}"), e))?;
-    let local = server.local_addr();
-    print_line(&format!(
-        "listening on {local} (udp, {} workers)",
-        server.worker_count()
-    ));
-    let summary = server.wait(|interval| {
-        if config.metrics.is_some() {
-            metrics.publish(crate::stats::export::prometheus(
-                interval.totals,
-                interval.stats,
-            ));
-        }
-        if !config.quiet {
-            print_line(&match config.format {
-                ReportFormat::Text => interval.text_line(),
-                ReportFormat::Json => crate::stats::export::interval_json(interval),
-            });
-        }
-    });
-    match config.format {
-        ReportFormat::Text => {
-            let header = format!(
-                "{} workers, handler {}, gso {}, gro {}",
-                summary.workers.len(),
-                config.handler,
-                on_off(config.gso),
-                on_off(config.gro)
-            );
-            print_line(summary.render(&header).trim_end());
-        }
-        ReportFormat::Json => {
-            let settings = serde_json::json!({
-                "listen": local.to_string(),
-                "workers": summary.workers.len(),
-                "handler": config.handler.to_string(),
-                "gso": config.gso,
-                "gro": config.gro,
-            });
-            print_line(&crate::stats::export::summary_json(&summary, settings));
-        }
-    }
-    Ok(())
 }
 
 /// Refuses to join a port that other sockets already serve (any process of the same user may join an
@@ -239,19 +214,4 @@ fn refuse_shared_port(config: &ServeConfig) -> Result<()> {
             config.listen
         ),
     ))
-}
-
-/// Writes one report line (or block) to stdout and flushes, so pipes see it at once.
-fn print_line(text: &str) {
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{text}");
-    let _ = out.flush();
-}
-
-fn on_off(on: bool) -> &'static str {
-    if on {
-        "on"
-    } else {
-        "off"
-    }
 }

@@ -75,11 +75,65 @@ pub fn open(
         set_buffer(&fd, bytes, Buffer::Send, warnings);
     }
     bind(fd.as_raw_fd(), &SockaddrStorage::from(addr)).map_err(|errno| bind_error(addr, errno))?;
-    let local = getsockname::<SockaddrStorage>(fd.as_raw_fd())
+    let local = bound_address(&fd).unwrap_or(addr);
+    configure(fd, local, config, warnings)
+}
+
+/// Takes over a socket a previous udpd process bound and handed over on reload: it must be a UDP
+/// socket bound to `expected` (any port when `expected` has port 0); its options are set anew from
+/// `config` (buffers, offloads, timestamps), as for a socket just opened.
+pub fn adopt(
+    fd: OwnedFd,
+    expected: SocketAddr,
+    config: &ServeConfig,
+    warnings: &mut Vec<String>,
+) -> Result<WorkerSocket> {
+    let is_udp = nix::sys::socket::getsockopt(&fd, sockopt::SockType)
+        .is_ok_and(|kind| kind == SockType::Datagram);
+    let local = bound_address(&fd).filter(|_| is_udp).ok_or_else(|| {
+        Error::runtime("an inherited descriptor is not a bound UDP socket: restart udpd instead")
+    })?;
+    let same_port = expected.port() == 0 || expected.port() == local.port();
+    if local.ip() != expected.ip() || !same_port {
+        return Err(Error::usage(format!(
+            "reload refused: the listen address changed from {local} to {expected}, which needs new sockets: restart udpd to apply it"
+        )));
+    }
+    let socket = UdpSocket::from(fd);
+    socket.set_nonblocking(true).map_err(|e| {
+        Error::io(
+            format!("cannot make an inherited socket non-blocking: {e}"),
+            e,
+        )
+    })?;
+    let fd = OwnedFd::from(socket);
+    crate::sys::set_close_on_exec(fd.as_fd(), true)
+        .map_err(|e| Error::io(format!("cannot set close-on-exec: {e}"), e))?;
+    match config.rcvbuf {
+        Some(bytes) => set_buffer(&fd, bytes, Buffer::Receive, warnings),
+        None => set_default_rcvbuf(&fd, warnings),
+    }
+    if let Some(bytes) = config.sndbuf {
+        set_buffer(&fd, bytes, Buffer::Send, warnings);
+    }
+    configure(fd, local, config, warnings)
+}
+
+/// The address a socket is bound to.
+fn bound_address(fd: &OwnedFd) -> Option<SocketAddr> {
+    getsockname::<SockaddrStorage>(fd.as_raw_fd())
         .ok()
         .and_then(|storage| to_socket_addr(&storage))
-        .unwrap_or(addr);
+}
 
+/// Sets the optional features on a bound socket (each probed, each missing one a warning).
+fn configure(
+    fd: OwnedFd,
+    local: SocketAddr,
+    config: &ServeConfig,
+    warnings: &mut Vec<String>,
+) -> Result<WorkerSocket> {
+    let addr = local;
     // The drop counter, read once per interval; only kernels without SO_MEMINFO attach it to every
     // datagram instead (a control message per datagram that the batch does not need).
     let mut features = SocketFeatures {

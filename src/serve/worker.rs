@@ -49,6 +49,8 @@ pub struct WorkerParts {
     pub interval: Duration,
     pub started: Instant,
     pub stop: Arc<AtomicBool>,
+    /// Set before `stop` when another process took the sockets over: stop reading at once.
+    pub handed_over: Arc<AtomicBool>,
 }
 
 /// A running worker: the socket, both halves of the datapath, the handler and the stats it records into.
@@ -92,6 +94,7 @@ pub fn run(parts: WorkerParts) {
         interval,
         started,
         stop,
+        handed_over,
         ..
     } = parts;
     // With GRO one buffer may hold up to 64 KiB of coalesced datagrams; without it, one byte more than the
@@ -134,7 +137,7 @@ pub fn run(parts: WorkerParts) {
         return;
     }
     worker.event_loop(&mut poll, interval, started, &stop);
-    worker.shut_down();
+    worker.shut_down(handed_over.load(Ordering::Relaxed));
 }
 
 impl Worker {
@@ -245,10 +248,11 @@ impl Worker {
         true
     }
 
-    /// Answers what is already queued (briefly), sends what can be sent, counts the rest, reports.
-    fn shut_down(mut self) {
+    /// Answers what is already queued (briefly, unless the sockets were `handed_over` to a successor,
+    /// which reads it instead), sends what can be sent, counts the rest, reports.
+    fn shut_down(mut self, handed_over: bool) {
         let deadline = Instant::now() + SHUTDOWN_DRAIN;
-        while Instant::now() < deadline && self.receive_some(1) {}
+        while !handed_over && Instant::now() < deadline && self.receive_some(1) {}
         self.flush();
         let unsent = self.tx.queue.discard_all();
         self.stats.current.counters.unsent_at_exit += unsent.datagrams;

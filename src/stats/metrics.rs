@@ -87,7 +87,18 @@ pub fn serve_with(addr: SocketAddr, text: MetricsText, limits: Limits) -> Result
             "cannot serve metrics on {addr}: {e} — choose another --metrics address"
         ))
     })?;
-    let local = listener.local_addr().unwrap_or(addr);
+    serve_listener(listener, text, limits)
+}
+
+/// Serves `text` on an already bound listener (one handed over by a previous udpd on reload).
+pub fn serve_listener(
+    listener: std::net::TcpListener,
+    text: MetricsText,
+    limits: Limits,
+) -> Result<SocketAddr> {
+    let local = listener
+        .local_addr()
+        .map_err(|e| Error::runtime(format!("cannot read the metrics address: {e}")))?;
     let setup = |e: std::io::Error| Error::runtime(format!("cannot start the metrics server: {e}"));
     listener.set_nonblocking(true).map_err(setup)?;
     let mut listener = TcpListener::from_std(listener);

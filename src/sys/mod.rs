@@ -11,7 +11,7 @@ mod mmsg;
 pub mod wire;
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 pub use mmsg::{
     is_gso_refusal, recv_batch, send_batch, IoRange, OutMessage, RecvInfo, RecvScratch, SendScratch,
@@ -54,6 +54,40 @@ pub fn socket_drops(fd: BorrowedFd<'_>) -> io::Result<u32> {
         return Err(io::Error::from(io::ErrorKind::Unsupported));
     }
     Ok(info[drops])
+}
+
+/// Takes ownership of a descriptor this process inherited from its parent by number (a socket handed
+/// over on reload). Fails unless `fd` is open and is not one of stdin/stdout/stderr.
+///
+/// Call it at most once per number: the caller reads each number once from the environment that
+/// carried it (and removes it), so no two owners of one descriptor can exist.
+pub fn adopt_inherited_fd(fd: RawFd) -> io::Result<OwnedFd> {
+    if fd <= 2 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "descriptor number 0-2 is not an inherited socket",
+        ));
+    }
+    // SAFETY: F_GETFD only reads the descriptor's flags; it fails with EBADF when `fd` is not open.
+    syscall!(unsafe { libc::fcntl(fd, libc::F_GETFD) })?;
+    // SAFETY: `fd` is open (checked above) and was handed to this process by its parent for it to own;
+    // nothing else in this process refers to it (see the function's contract), so the OwnedFd is its
+    // only owner and closes it exactly once.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Sets or clears `FD_CLOEXEC` on `fd` (cleared only around the spawn of a successor process, so that
+/// it inherits the sockets and nothing else does).
+pub fn set_close_on_exec(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
+    // SAFETY: F_GETFD/F_SETFD read and write only the descriptor's flags; `fd` is open for the borrow.
+    let flags = syscall!(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFD) })?;
+    let flags = if on {
+        flags | libc::FD_CLOEXEC
+    } else {
+        flags & !libc::FD_CLOEXEC
+    };
+    // SAFETY: as above.
+    syscall!(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, flags) }).map(drop)
 }
 
 /// Sets an integer socket option.
