@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# scripts/levers.sh: one regime, several udpd variants and the minimal C loop,
+# measured in the same run with the runs interleaved (run 1 of every variant,
+# then run 2, ...), so that a lever's effect is a ratio within one run rather
+# than a comparison of two noisy runs. One table of medians at the end.
+#
+# A variant is NAME=ARGS: `udpd serve` with ARGS after the listen address
+# (NAME@PATH=ARGS takes the udpd binary at PATH instead). The listen address is
+# 0.0.0.0:PORT (udpd's default) unless ARGS names --listen. The minimal loop
+# (scripts/peers/minimal_echo.c, plain mode) is always measured as
+# `minimal-plain`.
+#
+# Options:
+#   --variant NAME[@PATH]=ARGS   repeatable; default: one `default` variant (no ARGS)
+#   --regime bulk|spread         default spread (1,000 flows)
+#   --payloads LIST              default 64,1400
+#   --rates LIST                 fixed offered rates besides max (0), default 100000
+#   --runs N                     default 3
+#   --duration SECS              per cell, default 2
+#   --results FILE               keep the raw per-run TSV
+#   --no-netns                   plain loopback even as root
+# Example (the issue-9 lever table):
+#   scripts/levers.sh --variant default= --variant no-latency=--no-latency \
+#     --variant bound=--listen 127.0.0.1:PORT --runs 5
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+VARIANTS=()
+REGIME=spread
+PAYLOADS=64,1400
+RATES=100000
+RUNS=3
+DURATION=2
+RESULTS_COPY=""
+while [[ $# -gt 0 ]]; do
+  case $1 in
+    --variant) VARIANTS+=("$2"); shift 2 ;;
+    --regime) REGIME=$2; shift 2 ;;
+    --payloads) PAYLOADS=$2; shift 2 ;;
+    --rates) RATES=$2; shift 2 ;;
+    --runs) RUNS=$2; shift 2 ;;
+    --duration) DURATION=$2; shift 2 ;;
+    --results) RESULTS_COPY=$2; shift 2 ;;
+    --no-netns) NO_NETNS=1; shift ;;
+    -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) die "unknown option $1 (see --help)" ;;
+  esac
+done
+[[ ${#VARIANTS[@]} -gt 0 ]] || VARIANTS=("default=")
+[[ $RUNS =~ ^[1-9][0-9]*$ ]] || die "--runs must be a positive integer"
+read -r -a regime_flags <<<"$(regime_args "$REGIME")"
+trap 'exit 130' INT TERM
+
+build_udpd
+build_minimal_echo || die "minimal_echo does not build"
+netns_setup
+RESULTS="$WORK_DIR/results.tsv"
+echo "$RESULT_HEADER" >"$RESULTS"
+IFS=, read -r -a payload_list <<<"$PAYLOADS"
+IFS=, read -r -a rate_list <<<"0,$RATES"
+
+# start_variant SPEC PORT: start one variant (or the minimal loop) and set NAME.
+start_variant() {
+  local spec=$1 port=$2 binary=$UDPD args head
+  if [[ $spec == minimal-plain ]]; then
+    NAME=minimal-plain
+    start_server "$NAME" "$SERVER_CPUS" line "$port" "$MINIMAL_ECHO" "$port" plain
+    return
+  fi
+  head=${spec%%=*}
+  args=${spec#*=}
+  NAME=${head%%@*}
+  [[ $head == *@* ]] && binary=${head#*@}
+  args=${args//PORT/$port}
+  local listen=(--listen "0.0.0.0:$port")
+  [[ $args == *--listen* ]] && listen=()
+  # shellcheck disable=SC2086  # ARGS is a list of flags
+  start_server "$NAME" "$SERVER_CPUS" line "$port" "$binary" serve "${listen[@]}" --workers 1 \
+    $(udpd_cpu_args 1) --quiet $args
+}
+
+port=19600
+for ((run = 1; run <= RUNS; run++)); do
+  for spec in "${VARIANTS[@]}" minimal-plain; do
+    port=$((port + 1))
+    p=$(pick_port "$port")
+    start_variant "$spec" "$p" || { log "SKIP $spec: did not start"; continue; }
+    for payload in "${payload_list[@]}"; do
+      for rate in "${rate_list[@]}"; do
+        run_load_cell "$RESULTS" "$NAME" 1 "$REGIME" "$payload" "$rate" "$run" "$p" echo -- \
+          "${regime_flags[@]}" --timeout 1
+      done
+    done
+    stop_server
+  done
+done
+
+[[ -n $RESULTS_COPY ]] && cp "$RESULTS" "$RESULTS_COPY"
+echo
+echo "udpd levers.sh: $(machine_line)"
+echo "server on CPU $SERVER_CPUS, load on CPU $LOAD_CPU, regime $REGIME, ${DURATION}s per cell, median of $RUNS interleaved run(s), $([[ -n $NETNS ]] && echo "private netns" || echo "host loopback")"
+echo
+report_table "$RESULTS"
