@@ -265,11 +265,11 @@ fi
 
 # --- results ----------------------------------------------------------------------------------------
 json="$(cat "$WORK/load.json")"
-json_num() { grep -o "\"$1\":[0-9]*" <<<"$json" | head -1 | cut -d: -f2; }
+json_num() { { grep -o "\"$1\":[0-9]*" <<<"$json" || echo ":0"; } | head -1 | cut -d: -f2; }
 # by_source entries come with their keys sorted: addr, flows_first, flows_last, replies.
 source_field() {
   grep -o "{\"addr\":\"$1\",\"flows_first\":[0-9]*,\"flows_last\":[0-9]*,\"replies\":[0-9]*}" <<<"$json" \
-    | grep -o "\"$2\":[0-9]*" | cut -d: -f2
+    | grep -o "\"$2\":[0-9]*" | cut -d: -f2 || true
 }
 
 sent=$(json_num sent)
@@ -284,6 +284,7 @@ flapping=$(json_num flapping)
 printf '\n%-8s %-11s %10s %10s %12s %11s %11s  %s\n' backend address "udpd_rx" "udpd_tx" "client saw" "flows first" "flows last" state
 backend_sum=0
 backend_rx_sum=0
+saw_sum=0
 for i in $(seq "$BACKENDS"); do
   addr="$(backend_addr "$i")"
   if ((i == VICTIM)); then
@@ -313,6 +314,7 @@ for i in $(seq "$BACKENDS"); do
   backend_sum=$((backend_sum + tx))
   backend_rx_sum=$((backend_rx_sum + rx))
   saw=$(source_field "$addr" replies)
+  saw_sum=$((saw_sum + ${saw:-0}))
   first=$(source_field "$addr" flows_first)
   last=$(source_field "$addr" flows_last)
   printf '%-8s %-11s %10s %10s %12s %11s %11s  %s\n' "b$i" "$addr" "$rx" "$tx" "${saw:-0}" "${first:-0}" "${last:-0}" "$state"
@@ -339,6 +341,8 @@ check() {
 }
 check "((backend_sum <= replies + lost && replies <= backend_sum))" \
   "client replies <= backends' udpd_tx sum <= client replies + lost"
+check "((saw_sum == replies))" "every reply came from a backend's own address (nothing hides who answered)"
+check "((expected_moves > 0))" "the stopped backend served flows (else the drill shows nothing: more --flows)"
 check "((moved == expected_moves && victim_last == 0))" "exactly the stopped backend's flows moved, and left it"
 check "((flapping == 0 && sticky + moved == flows_answered && flows_answered == FLOWS))" \
   "every flow stuck to one backend, or moved once"
