@@ -99,7 +99,6 @@ impl Outbox {
             },
             iov_start: iov_start as u32,
             iov_count: iov_count as u32,
-            ..OutMessage::default()
         });
         self.flow_of.push(flow);
         self.seq_of.push(seq);
