@@ -16,6 +16,7 @@ use super::flow::Flow;
 use super::outbox::Outbox;
 use super::payload::Filler;
 use super::phase::{Clock, Phase};
+use super::sources::{FlowSources, SourceBook};
 use super::Plan;
 use crate::serve::segments::Received;
 use crate::stats::latency_histogram;
@@ -61,6 +62,8 @@ pub struct ThreadReport {
     pub hist: Histogram<u64>,
     /// How long the measured send phase lasted, nanoseconds.
     pub measured_ns: u64,
+    /// `--check-source`: the replies per source address and the flows' stickiness.
+    pub sources: Option<SourceBook>,
 }
 
 /// One second's worth of a thread's counts, for the live progress line.
@@ -184,6 +187,8 @@ struct Thread<'a> {
     counts: Counts,
     warned: Warned,
     clock: Clock,
+    /// `--check-source` only.
+    sources: Option<SourceBook>,
 }
 
 /// Runs one thread's share of the load until the send phase and the drain after it are over.
@@ -220,15 +225,18 @@ pub fn run(
             .map(|socket| Flow {
                 socket,
                 book: SeqBook::new(plan.window),
+                sources: FlowSources::default(),
             })
             .collect(),
-        out: Outbox::new(plan.batch, plan.payload, segments),
+        out: Outbox::new(plan.batch, plan.payload, segments)
+            .send_to(plan.check_source.then_some(plan.target)),
         inbox: Inbox::new(plan, gro),
         feed: Feed::new(plan, filler, start),
         checker: Checker::new(plan.expect.clone(), plan.payload, plan.timeout_ns, filler),
         counts: Counts::new(progress.is_some()),
         warned: Warned::default(),
         clock,
+        sources: plan.check_source.then(SourceBook::new),
     };
     let mut ticker = progress.map(|sender| Ticker {
         sender,
@@ -268,10 +276,16 @@ pub fn run(
             std::thread::yield_now();
         }
     }
+    if let Some(book) = &mut thread.sources {
+        for flow in &thread.flows {
+            book.close_flow(&flow.sources);
+        }
+    }
     ThreadReport {
         tally: thread.counts.tally,
         hist: thread.counts.hist,
         measured_ns: phase.measured_ns(),
+        sources: thread.sources,
     }
 }
 
@@ -313,6 +327,7 @@ impl Thread<'_> {
                 &mut self.counts,
                 &mut self.warned,
                 &self.clock,
+                self.sources.as_mut(),
             );
         }
         busy
@@ -320,6 +335,7 @@ impl Thread<'_> {
 }
 
 /// One flow's part of [`Thread::receive`]: each datagram, GRO trains split as the server splits them.
+#[allow(clippy::too_many_arguments)] // the thread's parts, borrowed apart
 fn receive_flow(
     flow: &mut Flow,
     inbox: &mut Inbox,
@@ -328,6 +344,7 @@ fn receive_flow(
     counts: &mut Counts,
     warned: &mut Warned,
     clock: &Clock,
+    mut sources: Option<&mut SourceBook>,
 ) -> bool {
     let mut busy = false;
     for _ in 0..RECV_ROUNDS {
@@ -343,6 +360,9 @@ fn receive_flow(
                 busy = true;
                 let at = clock.now_ns();
                 for (i, info) in inbox.infos[..count].iter().enumerate() {
+                    if let Some(book) = sources.as_deref_mut() {
+                        book.record_received(&mut flow.sources, info);
+                    }
                     if info.truncated {
                         if measuring {
                             counts.tally.mismatched += 1;

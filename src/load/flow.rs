@@ -9,11 +9,17 @@ use crate::sys::set_int_option;
 /// `rmem_max`/`wmem_max`).
 const SOCKET_BUFFER: i32 = crate::tools::doctor::RECOMMENDED_BUFFER as i32;
 
-/// Opens `count` sockets bound to an ephemeral port of the target's family and connected to `target`.
+/// Opens `count` sockets bound to an ephemeral port of the target's family and, with `connect`, connected
+/// to `target` (without, they take replies from any address and every send names `target`).
 ///
 /// With `gro`, asks for `UDP_GRO` on each; returns whether every socket got it (a kernel without it gets a
 /// one-line warning and plain receives).
-pub fn open(target: SocketAddr, count: usize, gro: bool) -> crate::Result<(Vec<UdpSocket>, bool)> {
+pub fn open(
+    target: SocketAddr,
+    count: usize,
+    gro: bool,
+    connect: bool,
+) -> crate::Result<(Vec<UdpSocket>, bool)> {
     let local: SocketAddr = if target.is_ipv4() {
         "0.0.0.0:0".parse().expect("literal address")
     } else {
@@ -27,11 +33,13 @@ pub fn open(target: SocketAddr, count: usize, gro: bool) -> crate::Result<(Vec<U
                 "cannot open a flow socket on {local}: {error} (too many flows for the open-file limit? see `ulimit -n`)"
             ))
         })?;
-        socket.connect(target).map_err(|error| {
-            crate::Error::runtime(format!(
-                "cannot connect a flow socket to {target}: {error} (is there a route to it?)"
-            ))
-        })?;
+        if connect {
+            socket.connect(target).map_err(|error| {
+                crate::Error::runtime(format!(
+                    "cannot connect a flow socket to {target}: {error} (is there a route to it?)"
+                ))
+            })?;
+        }
         socket.set_nonblocking(true).map_err(|error| {
             crate::Error::runtime(format!("cannot make a flow socket non-blocking: {error}"))
         })?;
@@ -66,8 +74,10 @@ pub fn open(target: SocketAddr, count: usize, gro: bool) -> crate::Result<(Vec<U
     Ok((sockets, gro_on))
 }
 
-/// One flow of a load thread: its connected socket and the book of its sequence numbers.
+/// One flow of a load thread: its socket, the book of its sequence numbers and (`--check-source`) the
+/// addresses its replies came from.
 pub struct Flow {
     pub socket: UdpSocket,
     pub book: super::book::SeqBook,
+    pub sources: super::sources::FlowSources,
 }

@@ -4,7 +4,10 @@
 //! (`"open"` or `"closed"`), `flows`, `threads`, `payload`, `expect`, `duration_s`, `offered_pps` (`--rate`
 //! in open loop, 0 meaning as fast as possible; null in closed loop), `sent`, `sent_pps`, `received`,
 //! `received_pps`, `lost`, `loss_ratio`, `mismatched`, `duplicates`, `late`, `send_errors`, and `latency_us`
-//! (`p50`, `p90`, `p99`, `p99_9`, `p99_99`, `max`, `mean`; null when no reply was matched).
+//! (`p50`, `p90`, `p99`, `p99_9`, `p99_99`, `max`, `mean`; null when no reply was matched), and
+//! `reply_sources` (null without `--check-source`; else `replies`, `flows_answered`, `single_source`,
+//! `multi_source`, `moved_once`, `flapping`, `changes`, `other_replies` and `by_source`, a list of `addr`,
+//! `replies`, `flows_first`, `flows_last`; see `sources`).
 //!
 //! Accounting: every measured datagram sent ends up received (correct, in time), mismatched, late or lost,
 //! so `sent = received + mismatched + late + lost`; duplicates are extra replies on top. Latency percentiles
@@ -23,6 +26,7 @@ mod phase;
 mod plan;
 mod report;
 mod schedule;
+mod sources;
 
 use std::io::{IsTerminal, Write};
 use std::sync::mpsc;
@@ -37,7 +41,7 @@ use report::{Latency, Summary};
 /// Runs `udpd load`: validates, opens the flows, runs the threads, prints the report.
 pub fn run(args: LoadArgs) -> crate::Result<()> {
     let plan = Plan::from_args(&args)?;
-    let (sockets, gro) = flow::open(plan.target, plan.flows, plan.gro)?;
+    let (sockets, gro) = flow::open(plan.target, plan.flows, plan.gro, !plan.check_source)?;
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     if !cores.is_empty() && plan.threads > cores.len() {
         eprintln!(
@@ -84,13 +88,18 @@ pub fn run(args: LoadArgs) -> crate::Result<()> {
     let mut tally = Tally::default();
     let mut hist = latency_histogram();
     let mut measured_ns = 0;
+    let mut sources = plan.check_source.then(sources::SourceBook::new);
     for result in results {
         let report = result.map_err(|_| crate::Error::runtime("a load thread panicked"))?;
         tally += report.tally;
         let _ = hist.add(&report.hist);
         measured_ns = measured_ns.max(report.measured_ns);
+        if let (Some(all), Some(theirs)) = (&mut sources, &report.sources) {
+            all.merge(theirs);
+        }
     }
-    let summary = summarize(&plan, &tally, &hist, measured_ns);
+    let mut summary = summarize(&plan, &tally, &hist, measured_ns);
+    summary.sources = sources;
     write_outputs(&args, &summary, &hist)?;
     if summary.nothing_received() {
         return Err(crate::Error::runtime(format!(
@@ -144,6 +153,7 @@ fn summarize(
         } else {
             Latency::from_histogram(hist)
         },
+        sources: None,
     }
 }
 

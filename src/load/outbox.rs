@@ -7,7 +7,9 @@ use std::os::fd::AsFd;
 use super::engine::{Tally, Warned};
 use super::flow::Flow;
 use crate::serve::segments::split_into_datagrams;
-use crate::sys::{is_gso_refusal, send_batch, IoRange, OutMessage, SendControl, SendScratch};
+use crate::sys::{
+    is_gso_refusal, send_batch, IoRange, OutMessage, PeerAddr, SendControl, SendScratch,
+};
 
 /// The messages of one burst, built into `arena`; what the kernel did not take yet stays here (from `pos`).
 pub struct Outbox {
@@ -21,6 +23,8 @@ pub struct Outbox {
     scratch: SendScratch,
     /// Segments per GSO train; 1 when GSO is off (or was switched off after the kernel refused it).
     segments: usize,
+    /// Where every message goes when the flow sockets are not connected (`--check-source`); empty otherwise.
+    destination: PeerAddr,
 }
 
 impl Outbox {
@@ -35,7 +39,14 @@ impl Outbox {
             pos: 0,
             scratch: SendScratch::new(batch, batch),
             segments,
+            destination: PeerAddr::default(),
         }
+    }
+
+    /// With a `target`, names it on every message, for flow sockets that are not connected.
+    pub fn send_to(mut self, target: Option<std::net::SocketAddr>) -> Outbox {
+        self.destination = target.map_or_else(PeerAddr::default, PeerAddr::from_socket_addr);
+        self
     }
 
     /// True when every message built was handed to the kernel (or given up on).
@@ -81,13 +92,13 @@ impl Outbox {
     ) {
         let segment_size = if iov_count > 1 { payload as u16 } else { 0 };
         self.messages.push(OutMessage {
+            peer: self.destination,
             control: SendControl {
                 segment_size,
                 ..SendControl::default()
             },
             iov_start: iov_start as u32,
             iov_count: iov_count as u32,
-            ..OutMessage::default()
         });
         self.flow_of.push(flow);
         self.seq_of.push(seq);

@@ -64,6 +64,11 @@ pub struct LoadArgs {
     /// No live progress line.
     #[arg(long)]
     pub quiet: bool,
+    /// Accept replies from any address and count, per flow, which addresses answered (reported under
+    /// `reply_sources`): checks that a balancer keeps each flow on one backend. Flow sockets are then not
+    /// connected, so ICMP errors are not seen.
+    #[arg(long)]
+    pub check_source: bool,
 }
 
 /// How consecutive datagrams are spread over the flows.
@@ -99,6 +104,8 @@ pub struct Plan {
     pub expect: Expect,
     /// Sequence numbers tracked per flow (duplicate detection, closed-loop expiry).
     pub window: usize,
+    /// `--check-source`: unconnected flow sockets, replies counted per source address.
+    pub check_source: bool,
 }
 
 fn seconds(flag: &str, value: f64, allow_zero: bool) -> crate::Result<u64> {
@@ -200,6 +207,7 @@ impl Plan {
             pattern: args.pattern,
             expect: args.expect.clone(),
             window: per_flow.max(in_flight).next_power_of_two(),
+            check_source: args.check_source,
         })
     }
 }

@@ -6,6 +6,7 @@ use hdrhistogram::Histogram;
 use serde_json::Value;
 
 use super::hgrm::NS_PER_US;
+use super::sources::SourceBook;
 
 /// Latency percentiles of the replies, in microseconds.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -67,6 +68,8 @@ pub struct Summary {
     /// Replies that arrived although `--expect none`.
     pub unexpected: u64,
     pub latency: Option<Latency>,
+    /// `--check-source`: replies per source address and the flows' stickiness.
+    pub sources: Option<SourceBook>,
 }
 
 impl Summary {
@@ -143,6 +146,9 @@ impl Summary {
         let _ = writeln!(out, "mismatched  {}", self.mismatched);
         let _ = writeln!(out, "duplicates  {}", self.duplicates);
         let _ = writeln!(out, "late        {}", self.late);
+        if let Some(sources) = &self.sources {
+            out.push_str(&sources.to_text());
+        }
         match &self.latency {
             _ if self.nothing_received() => {
                 let _ = writeln!(out, "no replies received from {}", self.target);
@@ -205,6 +211,12 @@ impl Summary {
             ("late", text(self.late.into())),
             ("send_errors", text(self.send_errors.into())),
             ("latency_us", latency),
+            (
+                "reply_sources",
+                self.sources
+                    .as_ref()
+                    .map_or_else(|| text(Value::Null), SourceBook::to_json),
+            ),
         ]);
         json.push('\n');
         json
@@ -276,6 +288,7 @@ mod tests {
             send_errors: 0,
             unexpected: 0,
             latency: Latency::from_histogram(&histogram()),
+            sources: None,
         }
     }
 
@@ -308,6 +321,10 @@ mod tests {
         let mut empty = summary();
         empty.latency = None;
         assert!(empty.to_json().contains("\"latency_us\":null"));
+        assert!(empty.to_json().contains("\"reply_sources\":null"));
+        empty.sources = Some(SourceBook::new());
+        let parsed: Value = serde_json::from_str(&empty.to_json()).unwrap();
+        assert_eq!(parsed["reply_sources"]["flows_answered"], 0);
     }
 
     #[test]
