@@ -906,3 +906,31 @@ fn replies_larger_than_the_queue_are_flushed_mid_batch_not_dropped() {
         );
     }
 }
+
+/// `--latency-sample 4`: kernel timestamps on one receive batch in four, so the latency histogram
+/// holds fewer datagrams than were answered (but some), and the summary says it is a sample.
+#[test]
+fn sampled_latency_is_recorded_for_some_replies_and_says_so() {
+    let daemon = Daemon::start_v4(1, &["--latency-sample", "4"]);
+    let client = client_for(daemon.addr);
+    for i in 0..200u32 {
+        let payload = i.to_be_bytes();
+        assert_eq!(round_trip(&client, daemon.addr, &payload), payload);
+    }
+    let summary = daemon.stop();
+    summary.assert_total("tx", 200);
+    assert!(
+        summary
+            .stdout
+            .contains("latency sampled on 1 in 4 receive batches"),
+        "the summary must say the histogram is a sample:\n{}",
+        summary.stdout
+    );
+    let count = summary.latency_us.get("count").copied().unwrap_or(0.0);
+    // One request in flight at a time: every batch holds one datagram, so about a quarter are sampled.
+    assert!(
+        (40.0..=60.0).contains(&count),
+        "about 50 of 200 replies sampled, got {count}:\n{}",
+        summary.stdout
+    );
+}

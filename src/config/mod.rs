@@ -70,6 +70,8 @@ pub struct ServeConfig {
     pub interval: Duration,
     pub quiet: bool,
     pub latency: bool,
+    /// Take kernel receive timestamps on one receive batch in this many (1: every batch).
+    pub latency_sample: usize,
     pub format: ReportFormat,
     /// Where to serve Prometheus metrics, if anywhere.
     pub metrics: Option<SocketAddr>,
@@ -99,6 +101,7 @@ impl Default for ServeConfig {
             interval: Duration::from_secs(1),
             quiet: false,
             latency: true,
+            latency_sample: 1,
             format: ReportFormat::Text,
             metrics: None,
             guard: guard::GuardConfig::default(),

@@ -31,7 +31,7 @@ fn format_choices() -> Vec<clap::builder::PossibleValue> {
 
 /// The listening, I/O and reporting settings. `cpus` comes before `pin` (pin = false drops the list), and
 /// `workers` is filled from the CPU list when not given.
-pub static SERVE_SETTINGS: [Setting; 16] = [
+pub static SERVE_SETTINGS: [Setting; 17] = [
     Setting {
         key: "listen",
         flag: "listen",
@@ -213,6 +213,18 @@ pub static SERVE_SETTINGS: [Setting; 16] = [
         bad: "",
         apply: |c, v| if let Value::Switch(on) = v { c.latency = on },
         show: |c| Some(Value::Switch(c.latency)),
+    },
+    Setting {
+        key: "latency_sample",
+        flag: "latency-sample",
+        value_name: "N",
+        kind: whole(1, 1_000_000, "batches"),
+        help: "Take kernel receive timestamps on one receive batch in N (the latency histogram is then a sample, and the report says so); 1 times every datagram",
+        note: "",
+        example: "16",
+        bad: "0",
+        apply: |c, v| if let Value::Whole(n) = v { c.latency_sample = n },
+        show: |c| Some(Value::Whole(c.latency_sample)),
     },
     Setting {
         key: "format",

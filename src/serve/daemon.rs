@@ -135,13 +135,19 @@ fn serve(config: &ServeConfig, mut inheritance: Inheritance) -> Result<()> {
     });
     match config.format {
         ReportFormat::Text => {
-            let header = format!(
+            let mut header = format!(
                 "{} workers, handler {}, gso {}, gro {}",
                 summary.workers.len(),
                 config.handler,
                 on_off(config.gso),
                 on_off(config.gro)
             );
+            if config.latency && config.latency_sample > 1 {
+                header.push_str(&format!(
+                    ", latency sampled on 1 in {} receive batches",
+                    config.latency_sample
+                ));
+            }
             print_line(summary.render(&header).trim_end());
         }
         ReportFormat::Json => {
@@ -151,6 +157,7 @@ fn serve(config: &ServeConfig, mut inheritance: Inheritance) -> Result<()> {
                 "handler": config.handler.to_string(),
                 "gso": config.gso,
                 "gro": config.gro,
+                "latency_sample": config.latency_sample,
             });
             print_line(&crate::stats::export::summary_json(&summary, settings));
         }

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use super::guard::{Refusal, Tick};
 use super::queue::{Destination, ReplyTo};
 use super::segments::Received;
-use super::transmit::realtime_ns;
+use super::transmit::{realtime_ns, NOT_SAMPLED};
 use super::worker::Worker;
 use crate::config::guard::canonical;
 use crate::sys::limits::{GSO_MAX_BYTES, GSO_MAX_SEGMENTS};
@@ -94,7 +94,13 @@ impl Worker {
                 },
                 ifindex: info.control.ifindex,
             };
-            let rx_time_ns = info.control.rx_time_ns.unwrap_or(batch_time_ns);
+            let rx_time_ns = match info.control.rx_time_ns {
+                Some(time) => time,
+                // Timestamps are on but this batch is not sampled: no latency for its replies.
+                None if self.features.timestamps => NOT_SAMPLED,
+                // No kernel timestamps at all: latency from the moment the batch was read.
+                None => batch_time_ns,
+            };
             let peer = info.peer.to_socket_addr();
             let mut admitted = view.count();
             if guarded {

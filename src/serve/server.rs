@@ -26,6 +26,9 @@ pub struct Server {
     warnings: Vec<String>,
     /// A second descriptor for each worker socket, in worker order, to hand them over on reload.
     sockets: Vec<OwnedFd>,
+    /// With sampled latency: a socket that keeps kernel timestamps on, so that every packet is stamped
+    /// on arrival while the worker sockets switch their own timestamps on and off.
+    _timestamp_keeper: Option<OwnedFd>,
 }
 
 /// Stops every worker of a server: sets the stop flag, then wakes each worker's poll.
@@ -101,6 +104,11 @@ impl Server {
                 sockets.push(socket);
             }
         }
+        let timestamp_keeper = if config.latency && config.latency_sample > 1 {
+            super::socket::timestamp_keeper()
+        } else {
+            None
+        };
         let handover_fds = sockets
             .iter()
             .map(|socket| socket.socket.try_clone().map(OwnedFd::from))
@@ -131,6 +139,7 @@ impl Server {
                 cpu: config.cpus.as_ref().map(|cpus| cpus[index % cpus.len()]),
                 batch: config.batch,
                 max_datagram: config.max_datagram,
+                latency_sample: config.latency_sample,
                 handler: make_handler(),
                 guard: Guard::new(&config.guard, address.port(), guard_key),
                 stats: link,
@@ -160,6 +169,7 @@ impl Server {
             reporter,
             warnings,
             sockets: handover_fds,
+            _timestamp_keeper: timestamp_keeper,
         })
     }
 

@@ -119,6 +119,21 @@ pub fn adopt(
     configure(fd, local, config, warnings)
 }
 
+/// A socket that only holds kernel receive timestamps on (`SO_TIMESTAMPNS`): while any socket has them
+/// on, the kernel stamps every arriving packet, so sampled latency still starts at arrival. `None` when
+/// it cannot be had (then unsampled batches simply carry no timestamps, as before).
+pub fn timestamp_keeper() -> Option<OwnedFd> {
+    let fd = socket(
+        AddressFamily::Inet,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .ok()?;
+    setsockopt(&fd, sockopt::ReceiveTimestampns, &true).ok()?;
+    Some(fd)
+}
+
 /// The address a socket is bound to.
 fn bound_address(fd: &OwnedFd) -> Option<SocketAddr> {
     getsockname::<SockaddrStorage>(fd.as_raw_fd())

@@ -13,6 +13,9 @@ use super::queue::ReplyQueue;
 use crate::stats::WorkerStats;
 use crate::sys::{self, SendScratch};
 
+/// The receive time of a reply whose request was not in a latency-sampled batch: no latency recorded.
+pub const NOT_SAMPLED: u64 = 0;
+
 /// How long to wait before resending after `ENOBUFS`, which no readiness event announces.
 const NOBUFS_RETRY: Duration = Duration::from_millis(1);
 
@@ -90,7 +93,9 @@ impl Transmitter {
                     let done = if self.timestamps {
                         let now_ns = realtime_ns();
                         self.queue.complete(sent, |rx_ns, n| {
-                            stats.record_latency(now_ns.saturating_sub(rx_ns), n)
+                            if rx_ns != NOT_SAMPLED {
+                                stats.record_latency(now_ns.saturating_sub(rx_ns), n)
+                            }
                         })
                     } else {
                         self.queue.complete(sent, |_, _| {})

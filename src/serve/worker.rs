@@ -43,6 +43,8 @@ pub struct WorkerParts {
     pub cpu: Option<usize>,
     pub batch: usize,
     pub max_datagram: usize,
+    /// Kernel receive timestamps on one receive batch in this many (1: all).
+    pub latency_sample: usize,
     pub handler: Box<dyn Handler>,
     pub guard: Guard,
     pub stats: StatsLink,
@@ -70,6 +72,43 @@ pub(super) struct Worker {
     pub last_kernel_drops: u32,
     /// Numbers received buffers, so the reply queue can tell replies of one buffer apart cheaply.
     pub next_group: u64,
+    /// Latency sampling: one receive batch in `latency_sample` gets kernel timestamps.
+    pub sampling: Sampling,
+}
+
+/// Which receive batches carry kernel timestamps (`--latency-sample N`): the socket's `SO_TIMESTAMPNS`
+/// is switched on before every Nth receive and off before the next, so the kernel writes the
+/// timestamp control message only on sampled batches. (The server keeps one socket with timestamps
+/// on for its whole life, so the kernel stamps every packet on arrival whatever this socket says, and a
+/// sampled datagram's latency still includes its time queued in the socket.)
+pub struct Sampling {
+    pub every: u64,
+    batches: u64,
+    on: bool,
+}
+
+impl Sampling {
+    pub fn new(every: usize, on: bool) -> Sampling {
+        Sampling {
+            every: every.max(1) as u64,
+            batches: 0,
+            on,
+        }
+    }
+
+    /// Before a receive: whether the socket's timestamp switch must change, and to what.
+    #[inline]
+    fn next_batch(&mut self) -> Option<bool> {
+        if self.every == 1 {
+            return None;
+        }
+        let want = self.batches.is_multiple_of(self.every);
+        self.batches += 1;
+        (want != self.on).then(|| {
+            self.on = want;
+            want
+        })
+    }
 }
 
 /// Runs a worker until `stop` is set and its waker fires; then sends its final stats.
@@ -88,6 +127,7 @@ pub fn run(parts: WorkerParts) {
         mut poll,
         batch,
         max_datagram,
+        latency_sample,
         handler,
         guard,
         stats,
@@ -127,6 +167,7 @@ pub fn run(parts: WorkerParts) {
         stats,
         last_kernel_drops: 0,
         next_group: 0,
+        sampling: Sampling::new(latency_sample, socket.features.timestamps),
     };
     if let Err(error) = poll
         .registry()
@@ -219,6 +260,14 @@ impl Worker {
     /// Handles up to `max_batches` receive batches; returns whether more may be queued.
     fn receive_some(&mut self, max_batches: usize) -> bool {
         for _ in 0..max_batches {
+            if let Some(on) = self.sampling.next_batch() {
+                // A failed switch only changes which batches are sampled.
+                let _ = nix::sys::socket::setsockopt(
+                    &self.socket,
+                    nix::sys::socket::sockopt::ReceiveTimestampns,
+                    &on,
+                );
+            }
             let refill = self.rx.receive(self.socket.as_fd(), &mut self.tx.queue);
             self.stats.current.counters.tx_backpressure += refill.dropped_replies;
             match refill.received {
@@ -266,5 +315,33 @@ impl Worker {
             }
         }
         self.stats.finish();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Sampling;
+
+    #[test]
+    fn sampling_switches_timestamps_on_for_one_batch_in_n() {
+        let mut every_batch = Sampling::new(1, true);
+        assert!((0..10).all(|_| every_batch.next_batch().is_none()));
+        let mut one_in_four = Sampling::new(4, true);
+        let switches: Vec<Option<bool>> = (0..9).map(|_| one_in_four.next_batch()).collect();
+        // Batch 0 is sampled (already on), 1-3 off, 4 on, 5-7 off, 8 on: two switches per period.
+        assert_eq!(
+            switches,
+            [
+                None,
+                Some(false),
+                None,
+                None,
+                Some(true),
+                Some(false),
+                None,
+                None,
+                Some(true)
+            ]
+        );
     }
 }
