@@ -204,7 +204,11 @@ mod tests {
             (FLAG_PONG_REQUEST | FLAG_WARMUP, Verdict::NotFromClient),
         ];
         for (flags, expected) in cases {
-            assert_eq!(verdict(&message(7, flags, 64)), expected, "flags {flags:#x}");
+            assert_eq!(
+                verdict(&message(7, flags, 64)),
+                expected,
+                "flags {flags:#x}"
+            );
         }
     }
 
@@ -225,7 +229,10 @@ mod tests {
         let mut zero = message(1, PING, 64);
         zero[LENGTH_AT..HEADER_LEN].copy_from_slice(&0u32.to_be_bytes());
         assert_eq!(verdict(&zero), Verdict::NotAMessage);
-        assert_eq!(verdict(b"hello, this is not sockperf"), Verdict::NotAMessage);
+        assert_eq!(
+            verdict(b"hello, this is not sockperf"),
+            Verdict::NotAMessage
+        );
     }
 
     #[test]
@@ -236,10 +243,22 @@ mod tests {
             assert_eq!(reply.len(), request.len());
             let header = Header::parse(&reply).unwrap();
             assert_eq!(header.sequence, 0xdead_beef);
-            assert_eq!(header.flags, FLAG_PONG_REQUEST | 0x0800, "only the client bit goes");
+            assert_eq!(
+                header.flags,
+                FLAG_PONG_REQUEST | 0x0800,
+                "only the client bit goes"
+            );
             assert_eq!(header.length as usize, len);
-            assert_eq!(reply[HEADER_LEN..], request[HEADER_LEN..], "payload unchanged");
-            assert_eq!(verdict(&reply), Verdict::NotFromClient, "a reply is never answered");
+            assert_eq!(
+                reply[HEADER_LEN..],
+                request[HEADER_LEN..],
+                "payload unchanged"
+            );
+            assert_eq!(
+                verdict(&reply),
+                Verdict::NotFromClient,
+                "a reply is never answered"
+            );
         }
         assert_eq!(answer(&message(1, FLAG_CLIENT, 64)), None);
         assert_eq!(answer(&message(1, PING | FLAG_WARMUP, 64)), None);
