@@ -8,6 +8,8 @@
 #   py_echo         scripts/peers/py_echo.py: tutorial recvfrom/sendto loop
 #   socat           socat -T0.05 UDP4-RECVFROM:PORT,fork PIPE (see below)
 #   sockperf        sockperf server, driven by its own client (see lib.sh)
+#   udpd-sockperf   udpd serve --handler sockperf (sockperf's wire format),
+#                   driven by sockperf's client exactly as sockperf server is
 #   nginx           nginx stream module, `return "ACK"` (load: --expect ack:ACK)
 #   tokio           scripts/peers/tokio-echo: tokio UdpSocket recv_from/send_to
 #   minimal-plain   scripts/peers/minimal_echo.c plain  (recvmmsg/sendmmsg)
@@ -19,11 +21,19 @@
 # readiness) is skipped with one line.
 #
 # Regimes (--regimes, default bulk,spread):
-#   bulk    udpd load --pattern bulk --flows 4 --gso --gro
-#   spread  udpd load --pattern spread --flows 1000
-# Each at --rate 0 (max offered load) and at fixed rates (--bulk-rates,
-# --spread-rates: bulk coalesces, so its capacity is ten times higher), for
-# each of the --payloads.
+#   bulk      udpd load --pattern bulk --flows 4 --gso --gro
+#   spread    udpd load --pattern spread --flows 1000
+#   pingpong  sockperf ping-pong --full-rtt (one message in flight: latency
+#             percentiles; one cell per payload, shown as max)
+#   underload sockperf under-load --reply-every 1 --full-rtt at
+#             --sockperf-rates and max
+# bulk and spread run at --rate 0 (max offered load) and at fixed rates
+# (--bulk-rates, --spread-rates: bulk coalesces, so its capacity is ten times
+# higher), for each of the --payloads. The servers that speak only sockperf
+# (sockperf, udpd-sockperf) run sockperf under-load in bulk and spread too;
+# pingpong and underload run only against them (other servers skip them).
+# sockperf's comparison, both servers under its own client:
+#   scripts/compare.sh --servers sockperf,udpd-sockperf --regimes pingpong,underload --runs 3
 #
 # Options:
 #   --servers LIST     default: all of the above
@@ -31,11 +41,12 @@
 #   --payloads LIST    default 64,1400
 #   --bulk-rates LIST  fixed offered rates (pps) in bulk, default 200000,1000000,2000000
 #   --spread-rates LIST  ... in spread, default 50000,100000,200000
-#   --rates LIST       set both
+#   --sockperf-rates LIST  fixed --mps in underload, default 10000,50000,100000
+#   --rates LIST       set bulk and spread rates
 #   --no-max           skip the --rate 0 cells
 #   --duration SECS    per cell, default 2
 #   --runs N           repeat each cell N times, the table shows medians (default 1)
-#   --workers N        udpd workers (default 1)
+#   --workers N        udpd workers (default 1; also udpd-sockperf's)
 #   --server-cpus L    taskset list for servers (default 0; env SERVER_CPUS)
 #   --load-cpu N       taskset CPU for the load (default 1; env LOAD_CPU)
 #   --load-args "..."  extra arguments for every `udpd load` (e.g. "--batch 32")
@@ -53,9 +64,10 @@ set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-SERVERS="udpd,py_echo,socat,sockperf,nginx,tokio,minimal-plain,minimal-gso,minimal-grogso"
+SERVERS="udpd,py_echo,socat,sockperf,udpd-sockperf,nginx,tokio,minimal-plain,minimal-gso,minimal-grogso"
 BULK_RATES="200000,1000000,2000000"
 SPREAD_RATES="50000,100000,200000"
+SOCKPERF_RATES="10000,50000,100000"
 DO_MAX=1
 WORKERS=1
 PLOT=""
@@ -66,6 +78,7 @@ while [[ $# -gt 0 ]]; do
     --rates) BULK_RATES=$2; SPREAD_RATES=$2; shift 2 ;;
     --bulk-rates) BULK_RATES=$2; shift 2 ;;
     --spread-rates) SPREAD_RATES=$2; shift 2 ;;
+    --sockperf-rates) SOCKPERF_RATES=$2; shift 2 ;;
     --no-max) DO_MAX=0; shift ;;
     --workers) WORKERS=$2; shift 2 ;;
     --plot) PLOT=$2; shift 2 ;;
@@ -73,14 +86,21 @@ while [[ $# -gt 0 ]]; do
     *) shared_option "$@"; shift "$OPTION_WORDS" ;;
   esac
 done
+SOCKPERF_REGIMES_OK=1  # lib.sh: this script also has the regimes pingpong and underload
 shared_options_checked
 [[ $WORKERS =~ ^[1-9][0-9]*$ ]] || die "--workers must be a positive integer"
 
 IFS=, read -r -a server_list <<<"$SERVERS"
-# rates_of REGIME: the rates swept in that regime, max (0) first.
+# rates_of REGIME: the rates swept in that regime, max (0) first (pingpong:
+# only its closed loop, recorded as max).
 rates_of() {
   local r
-  if [[ $1 == bulk ]]; then r=$BULK_RATES; else r=$SPREAD_RATES; fi
+  [[ $1 == pingpong ]] && { echo 0; return; }
+  case $1 in
+    bulk) r=$BULK_RATES ;;
+    underload) r=$SOCKPERF_RATES ;;
+    *) r=$SPREAD_RATES ;;
+  esac
   if ((DO_MAX)); then echo "0,$r"; else echo "$r"; fi
 }
 
@@ -119,6 +139,11 @@ start_peer() {
     sockperf)
       command -v sockperf >/dev/null || ensure_pkgs sockperf || { log "SKIP sockperf: not installable"; return 1; }
       start_server sockperf "$first_cpu" probe "$port" sockperf server -i 127.0.0.1 -p "$port" ;;
+    udpd-sockperf)
+      command -v sockperf >/dev/null || ensure_pkgs sockperf || { log "SKIP udpd-sockperf: no sockperf client"; return 1; }
+      # shellcheck disable=SC2046
+      start_server "$name" "$SERVER_CPUS" line "$port" "$UDPD" serve --listen "127.0.0.1:$port" \
+        --workers "$WORKERS" $(udpd_cpu_args "$WORKERS") --handler sockperf --quiet ;;
     nginx)
       { command -v nginx >/dev/null && [[ -e /usr/lib/nginx/modules/ngx_stream_module.so ]]; } ||
         ensure_pkgs nginx-light libnginx-mod-stream || ensure_pkgs nginx libnginx-mod-stream ||
@@ -160,8 +185,12 @@ for server in "${server_list[@]}"; do
   expect="echo"
   [[ $server == nginx ]] && expect=ack:ACK
   workers=1
-  [[ $server == udpd || $server == udpd-base ]] && workers=$WORKERS
+  [[ $server == udpd || $server == udpd-base || $server == udpd-sockperf ]] && workers=$WORKERS
   for regime in "${regime_list[@]}"; do
+    if [[ $regime == pingpong || $regime == underload ]] && ! speaks_sockperf "$server"; then
+      log "  $server: no $regime cells (sockperf's client, which only sockperf and udpd-sockperf answer)"
+      continue
+    fi
     read -r -a rargs <<<"$(regime_args "$regime")"
     IFS=, read -r -a rate_list <<<"$(rates_of "$regime")"
     for payload in "${payload_list[@]}"; do
@@ -171,8 +200,8 @@ for server in "${server_list[@]}"; do
             log "  $server is not running; restarting it"
             start_peer "$server" "$p" || continue 2
           fi
-          if [[ $server == sockperf ]]; then
-            run_sockperf_cell "$RESULTS" sockperf "$regime" "$payload" "$rate" "$run" "$p"
+          if speaks_sockperf "$server"; then
+            run_sockperf_cell "$RESULTS" "$server" "$regime" "$payload" "$rate" "$run" "$p" "$workers"
           else
             run_load_cell "$RESULTS" "$server" "$workers" "$regime" "$payload" "$rate" "$run" "$p" "$expect" -- \
               "${rargs[@]}" --timeout 1 "${extra_load_args[@]}"

@@ -18,6 +18,9 @@
 #   snmp_udp                     "InDatagrams OutDatagrams RcvbufErrors SndbufErrors"
 #   run_load_cell ...            one measured cell with udpd load, appends a row
 #   run_sockperf_cell ...        one measured cell with sockperf's own client
+#                                (under-load, or ping-pong in regime pingpong)
+#   speaks_sockperf SERVER       whether SERVER answers only sockperf's header
+#                                (sockperf, udpd-sockperf): driven by sockperf
 #   report_table TSV             the table (median per cell over runs) + ratios
 #   shared_option / shared_options_checked / start_results / results_heading
 #                                the options, results file and heading both
@@ -257,21 +260,27 @@ run_load_cell() {
     "$t0" "$t1" "$received" "$p50" "$p99" "$p999" "$s0" "$s1" udpd-load
 }
 
-# run_sockperf_cell RESULTS SERVER REGIME PAYLOAD RATE RUN PORT
+# run_sockperf_cell RESULTS SERVER REGIME PAYLOAD RATE RUN PORT [WORKERS]
 # sockperf server only answers sockperf's own header (8-byte sequence, 2-byte
-# flags with the ping bit, 4-byte length) and rewrites the flags to "pong", so
-# it never answers udpd load's datagrams: it is driven by its own client,
+# flags with the client and pong-request bits, 4-byte length) and clears the
+# client bit in its reply, so it never answers udpd load's datagrams; neither
+# does udpd --handler sockperf. Both are driven by sockperf's own client:
 # `sockperf under-load --reply-every 1` (open loop at --mps, one socket, no
-# GSO/GRO, its RTT percentiles are not corrected for coordinated omission).
+# GSO/GRO, its RTT percentiles are not corrected for coordinated omission),
+# or in regime pingpong `sockperf ping-pong` (closed loop: one message in
+# flight, RATE ignored, recorded as max). Percentiles are full round trips
+# (--full-rtt) in both.
 run_sockperf_cell() {
-  local results=$1 server=$2 regime=$3 payload=$4 rate=$5 run=$6 port=$7
-  local out="$WORK_DIR/sockperf-$regime-$payload-$rate-$run.out" mps=$rate t0 t1 s0 s1
+  local results=$1 server=$2 regime=$3 payload=$4 rate=$5 run=$6 port=$7 workers=${8:-1}
+  local out="$WORK_DIR/sockperf-$server-$regime-$payload-$rate-$run.out" mps=$rate t0 t1 s0 s1
   [[ $rate == 0 ]] && mps=max
   local secs  # sockperf -t takes whole seconds
   secs=$(awk -v d="$DURATION" 'BEGIN { s = int(d); if (s < d) s++; if (s < 1) s = 1; print s }')
+  local mode=(under-load --mps "$mps" --reply-every 1) client=sockperf-ul
+  [[ $regime == pingpong ]] && mode=(ping-pong) client=sockperf-pp
   t0=$(cpu_ticks "$SERVER_PID"); s0=$(snmp_udp)
-  in_ns nice -n "$NICE" taskset -c "$LOAD_CPU" sockperf under-load -i 127.0.0.1 -p "$port" -m "$payload" -t "$secs" \
-    --mps "$mps" --reply-every 1 --full-rtt >"$out" 2>&1 || log "  sockperf under-load failed: $(tail -n 1 "$out")"
+  in_ns nice -n "$NICE" taskset -c "$LOAD_CPU" sockperf "${mode[@]}" -i 127.0.0.1 -p "$port" -m "$payload" -t "$secs" \
+    --full-rtt >"$out" 2>&1 || log "  sockperf ${mode[0]} failed: $(tail -n 1 "$out")"
   t1=$(cpu_ticks "$SERVER_PID"); s1=$(snmp_udp)
   local fields
   fields=$(python3 - "$out" <<'EOF'
@@ -291,9 +300,14 @@ EOF
 )
   local offered served loss received p50 p99 p999
   IFS=$'\t' read -r offered served loss received p50 p99 p999 <<<"$fields"
-  emit_row "$results" "$server" 1 "$regime" "$payload" "$rate" "$run" "$offered" "$served" "$loss" \
-    "$t0" "$t1" "$received" "$p50" "$p99" "$p999" "$s0" "$s1" sockperf-ul
+  emit_row "$results" "$server" "$workers" "$regime" "$payload" "$rate" "$run" "$offered" "$served" "$loss" \
+    "$t0" "$t1" "$received" "$p50" "$p99" "$p999" "$s0" "$s1" "$client"
 }
+
+# speaks_sockperf SERVER: whether SERVER answers only sockperf's header (so
+# sockperf's client drives it in every regime, and only it runs the regimes
+# pingpong and underload).
+speaks_sockperf() { [[ $1 == sockperf || $1 == udpd-sockperf ]]; }
 
 # emit_row: compute CPU us/datagram and counter deltas, append the row.
 emit_row() {
@@ -310,12 +324,17 @@ emit_row() {
   log "  $(printf '%-14s %-6s %5sB rate=%-7s served=%-9s loss=%-7s%% cpu=%-6sus p99=%sus' "$server" "$regime" "$payload" "$rate" "$served" "$loss" "$cpu_us" "$p99")"
 }
 
-# regime_args REGIME: the `udpd load` flags of a regime.
+# regime_args REGIME: the `udpd load` flags of a regime (none for pingpong and
+# underload, which only sockperf's client runs: compare.sh sets
+# SOCKPERF_REGIMES_OK=1 to allow them).
 regime_args() {
   case $1 in
     bulk) echo "--pattern bulk --flows 4 --gso --gro" ;;
     spread) echo "--pattern spread --flows 1000" ;;
-    *) die "unknown regime $1 (bulk or spread)" ;;
+    pingpong | underload)
+      ((${SOCKPERF_REGIMES_OK:-0})) || die "regime $1 is compare.sh's (sockperf's client): use bulk or spread"
+      echo "" ;;
+    *) die "unknown regime $1 (bulk or spread; compare.sh also has pingpong and underload)" ;;
   esac
 }
 

@@ -120,10 +120,10 @@ pub static SERVE_SETTINGS: [Setting; 17] = [
         value_name: "NAME",
         kind: text(
             |t| t.parse::<HandlerSpec>().map(Value::Handler).map_err(|_| Problem::OutOfRange),
-            "\"echo\", \"upper\", \"ack\", \"ack:TEXT\" or \"discard\"",
+            "\"echo\", \"upper\", \"ack\", \"ack:TEXT\", \"sockperf\" or \"discard\"",
             Shape::Text,
         ),
-        help: "Reply logic: echo, upper, ack[:TEXT] or discard",
+        help: "Reply logic: echo, upper, ack[:TEXT], sockperf or discard",
         note: "",
         example: "\"ack:hi\"",
         bad: "shout",

@@ -27,7 +27,8 @@ impl Expect {
             Ok(HandlerSpec::Upper) => Ok(Expect::Upper),
             Ok(HandlerSpec::Ack(reply)) => Ok(Expect::Ack(reply)),
             Ok(HandlerSpec::Discard) => Ok(Expect::None),
-            Err(_) => Err(format!(
+            // `udpd load` does not speak sockperf's wire format: drive `--handler sockperf` with sockperf.
+            Ok(HandlerSpec::Sockperf) | Err(_) => Err(format!(
                 "unknown --expect {text:?}: use echo, upper, ack, ack:TEXT or none"
             )),
         }

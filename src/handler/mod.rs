@@ -1,4 +1,9 @@
-//! Reply logic: the `Handler` trait a protocol implements, and the built-in echo, upper, ack and discard.
+//! Reply logic: the `Handler` trait a protocol implements, and the built-in echo, upper, ack, sockperf and
+//! discard.
+
+pub mod sockperf;
+
+pub use sockperf::Sockperf;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -144,6 +149,8 @@ pub enum HandlerSpec {
     Echo,
     Upper,
     Ack(Vec<u8>),
+    /// sockperf's wire format: answers what `sockperf server` answers ([`Sockperf`]).
+    Sockperf,
     Discard,
 }
 
@@ -154,6 +161,7 @@ impl HandlerSpec {
             HandlerSpec::Echo => Box::new(Echo),
             HandlerSpec::Upper => Box::new(Upper),
             HandlerSpec::Ack(text) => Box::new(Ack::new(text.clone())),
+            HandlerSpec::Sockperf => Box::new(Sockperf),
             HandlerSpec::Discard => Box::new(Discard),
         }
     }
@@ -167,6 +175,7 @@ impl FromStr for HandlerSpec {
             "echo" => Ok(HandlerSpec::Echo),
             "upper" => Ok(HandlerSpec::Upper),
             "discard" => Ok(HandlerSpec::Discard),
+            "sockperf" => Ok(HandlerSpec::Sockperf),
             "ack" => Ok(HandlerSpec::Ack(DEFAULT_ACK.to_vec())),
             _ => match text.strip_prefix("ack:") {
                 Some(reply) if reply.len() <= MAX_UDP_PAYLOAD => {
@@ -177,7 +186,7 @@ impl FromStr for HandlerSpec {
                     reply.len()
                 )),
                 None => Err(format!(
-                    "--handler {:?} is unknown: use echo, upper, ack, ack:TEXT or discard",
+                    "--handler {:?} is unknown: use echo, upper, ack, ack:TEXT, sockperf or discard",
                     shorten(text)
                 )),
             },
@@ -199,6 +208,7 @@ impl fmt::Display for HandlerSpec {
             HandlerSpec::Echo => f.write_str("echo"),
             HandlerSpec::Upper => f.write_str("upper"),
             HandlerSpec::Discard => f.write_str("discard"),
+            HandlerSpec::Sockperf => f.write_str("sockperf"),
             HandlerSpec::Ack(text) => write!(f, "ack:{}", String::from_utf8_lossy(text)),
         }
     }
@@ -255,7 +265,7 @@ mod tests {
 
     #[test]
     fn specs_parse_and_print() {
-        for text in ["echo", "upper", "discard", "ack:hello world"] {
+        for text in ["echo", "upper", "discard", "sockperf", "ack:hello world"] {
             assert_eq!(text.parse::<HandlerSpec>().unwrap().to_string(), text);
         }
         assert_eq!(
