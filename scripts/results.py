@@ -3,8 +3,15 @@
 
   results.py table RESULTS [--ratios]   markdown table, median per cell over runs;
                                         --ratios adds udpd over the best peer
-  results.py plotdata RESULTS DIR       DIR/<regime>-<payload>-<server>.dat files
-                                        (offered_pps p99_us), and DIR/panels.txt
+  results.py plotdata RESULTS DIR       gnuplot inputs for scripts/plot.sh:
+      DIR/styles.txt   "N name colour dash point width", one line per series
+                       in legend order: each server's fixed style (STYLES)
+      DIR/panels.txt   "regime payload name=file ...", p99 panels; each file
+                       DIR/<regime>-<payload>-<name>.dat has "offered_pps p99_us"
+      DIR/bars.txt     "regime payload file served_axis cpu_axis", bar panels;
+                       an axis is "log|lin LOW HIGH"; each file has one line per
+                       server: "y name colour served served_at served_label
+                       cpu cpu_at cpu_label" (max offered load; NaN: not measured)
 
 RESULTS is tab-separated with a header row (RESULT_HEADER in lib.sh), one row
 per measured run. A cell is (server, workers, regime, payload, rate, client);
@@ -14,6 +21,7 @@ per measured run. A cell is (server, workers, regime, payload, rate, client);
 one regime and payload) whose loss is under 0.1%; "CPU per datagram" is the
 server's at max offered load.
 """
+import math
 import os
 import statistics
 import sys
@@ -102,17 +110,120 @@ def table(path, ratios):
     print("cpu us/dg: server CPU time per answered datagram at max offered load (udpd/best: lower is better).")
 
 
+# One fixed style per series, the same in every panel of both plots:
+# (colour, dash, point type, line width). gnuplot dash "1" is solid, "(a,b,..)"
+# a dash pattern; point types 5/7/9/11/13 are filled, 1/2/4/6/8/10/12/14 open.
+# udpd and its variants: warm colours, filled points, bold lines; peers: cool
+# or neutral colours, open points, thin lines. Legend order is this order.
+UDPD_WIDTH, PEER_WIDTH = 3.0, 1.5
+STYLES = {
+    "udpd":           ("#d62728", "1", 7, UDPD_WIDTH),
+    "udpd-2w":        ("#e6ab02", "(8,3)", 11, UDPD_WIDTH),
+    "udpd-default":   ("#ff7f0e", "(4,3)", 5, UDPD_WIDTH),
+    "udpd-base":      ("#7f0000", "(12,3,3,3)", 9, UDPD_WIDTH),
+    "udpd-sockperf":  ("#e7298a", "(2,2)", 13, UDPD_WIDTH),
+    "py_echo":        ("#7f7f7f", "(2,3)", 6, PEER_WIDTH),
+    "socat":          ("#9467bd", "(8,4)", 4, PEER_WIDTH),
+    "sockperf":       ("#17becf", "(12,3,2,3)", 8, PEER_WIDTH),
+    "nginx":          ("#2ca02c", "(4,4)", 10, PEER_WIDTH),
+    "tokio":          ("#8c8c00", "(16,4)", 12, PEER_WIDTH),
+    "minimal-plain":  ("#6baed6", "(6,3,2,3,2,3)", 14, PEER_WIDTH),
+    "minimal-gso":    ("#2155b0", "(10,3,4,3)", 1, PEER_WIDTH),
+    "minimal-grogso": ("#000000", "1", 2, PEER_WIDTH),
+}
+# Styles for series not named above (udpd-4w, udpd-base-2w, a new peer), handed
+# out in order of first appearance so that no two share one.
+SPARE_UDPD = [("#f768a1", "(6,2,2,2)", 15, UDPD_WIDTH), ("#a63603", "(3,3,9,3)", 5, UDPD_WIDTH),
+              ("#fdae6b", "(14,2)", 9, UDPD_WIDTH), ("#c51b7d", "(1,2)", 11, UDPD_WIDTH)]
+SPARE_PEER = [("#08306b", "(5,2)", 3, PEER_WIDTH), ("#006d2c", "(2,2,8,2)", 4, PEER_WIDTH),
+              ("#54278f", "(10,2,2,2)", 6, PEER_WIDTH), ("#525252", "(7,5)", 8, PEER_WIDTH)]
+
+
+def series_name(server, workers):
+    """udpd (and its variants) run with several workers get a "-Nw" suffix."""
+    return server if workers == "1" or not server.startswith("udpd") else f"{server}-{workers}w"
+
+
+def assign_styles(names):
+    """names in first-appearance order -> [(name, style)] in legend order."""
+    spare = {True: list(SPARE_UDPD), False: list(SPARE_PEER)}
+    styles = {}
+    for name in names:
+        if name in STYLES:
+            styles[name] = STYLES[name]
+        else:
+            pool = spare[name.startswith("udpd")] or spare[not name.startswith("udpd")]
+            if not pool:
+                sys.exit(f"results.py: no plot style left for server {name}; add it to STYLES")
+            styles[name] = pool.pop(0)
+    known = [n for n in STYLES if n in styles]
+    return [(n, styles[n]) for n in known + [n for n in names if n not in STYLES]]
+
+
+def si(v):
+    """1234567 -> 1.23M, 45600 -> 45.6k: a short bar label for a rate."""
+    for div, unit in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if v >= div:
+            return f"{v / div:.3g}{unit}"
+    return f"{v:.3g}"
+
+
+def bar_axis(values):
+    """(scale, low, high) for values >= 0: log when they span over 30x; the
+    upper end leaves room for the value labels to the right of the bars."""
+    pos = [v for v in values if v and v > 0]
+    if not pos:
+        return "lin", 0.0, 1.0
+    lo, hi = min(pos), max(pos)
+    if hi / lo > 30:
+        return "log", 10 ** math.floor(math.log10(lo) - 0.3), hi * 6
+    return "lin", 0.0, hi * 1.3
+
+
+def write_bars(outdir, regime, payload, names, styles, at_max):
+    """One bar panel pair (served, CPU) for regime and payload; returns the
+    bars.txt line."""
+    served_axis = bar_axis([at_max[n]["served_pps"] for n in names])
+    cpu_axis = bar_axis([at_max[n]["cpu_us"] for n in names])
+    f = os.path.join(outdir, f"bars-{regime}-{payload}.dat")
+    with open(f, "w") as fh:
+        for y, name in enumerate(reversed(names), 1):
+            colour = int(styles[name][0][1:], 16)
+            cols = []
+            for value, axis, label in ((at_max[name]["served_pps"], served_axis, si),
+                                       (at_max[name]["cpu_us"], cpu_axis, lambda v: f"{v:.3g}")):
+                if value is None or (axis[0] == "log" and value <= 0):
+                    cols += ["NaN", f"{max(axis[1], 0):g}", "n/a"]
+                else:
+                    cols += [f"{value:g}", f"{value:g}", label(value)]
+            fh.write(" ".join([str(y), name, str(colour)] + cols) + "\n")
+    axes = " ".join(f"{a[0]} {a[1]:g} {a[2]:g}" for a in (served_axis, cpu_axis))
+    return f"{regime} {payload} {f} {axes}\n"
+
+
 def plotdata(path, outdir):
     order, agg = load(path)
     os.makedirs(outdir, exist_ok=True)
-    series = {}
+    series, at_max, names = {}, {}, []
     for key in order:
         server, workers, regime, payload, rate, client = key
         a = agg[key]
-        if a["p99"] is None or not a["offered_pps"]:
+        name = series_name(server, workers)
+        has_p99 = a["p99"] is not None and bool(a["offered_pps"])
+        has_bar = rate == "0" and (a["served_pps"] is not None or a["cpu_us"] is not None)
+        if not (has_p99 or has_bar):
             continue
-        name = server if workers == "1" or server != "udpd" else f"udpd-{workers}w"
-        series.setdefault((regime, payload), {}).setdefault(name, []).append((a["offered_pps"], a["p99"]))
+        if name not in names:
+            names.append(name)
+        if has_p99:
+            series.setdefault((regime, payload), {}).setdefault(name, []).append((a["offered_pps"], a["p99"]))
+        if has_bar:
+            at_max.setdefault((regime, payload), {})[name] = a
+    legend = assign_styles(names)
+    styles = dict(legend)
+    with open(os.path.join(outdir, "styles.txt"), "w") as fh:
+        for n, (name, (colour, dash, point, width)) in enumerate(legend, 1):
+            fh.write(f"{n} {name} {colour} {dash} {point} {width}\n")
     with open(os.path.join(outdir, "panels.txt"), "w") as panels:
         for (regime, payload), by in series.items():
             files = []
@@ -123,6 +234,10 @@ def plotdata(path, outdir):
                         fh.write(f"{x:.0f} {y:.1f}\n")
                 files.append(f"{name}={f}")
             panels.write(f"{regime} {payload} " + " ".join(files) + "\n")
+    with open(os.path.join(outdir, "bars.txt"), "w") as bars:
+        for (regime, payload), by in at_max.items():
+            in_order = [name for name, _ in legend if name in by]
+            bars.write(write_bars(outdir, regime, payload, in_order, styles, by))
 
 
 if __name__ == "__main__":
