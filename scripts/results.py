@@ -6,7 +6,8 @@
   results.py plotdata RESULTS DIR       gnuplot inputs for scripts/plot.sh:
       DIR/styles.txt   "N name colour dash point width", one line per series
                        in legend order: each server's fixed style (STYLES)
-      DIR/panels.txt   "regime payload name=file ...", p99 panels; each file
+      DIR/panels.txt   "regime payload name=file ...", p99 panels, curves in
+                       drawing order (udpd last, on top); each file
                        DIR/<regime>-<payload>-<name>.dat has "offered_pps p99_us"
       DIR/bars.txt     "regime payload file served_axis cpu_axis", bar panels;
                        an axis is "log|lin LOW HIGH"; each file has one line per
@@ -192,8 +193,8 @@ def write_bars(outdir, regime, payload, names, styles, at_max):
             cols = []
             for value, axis, label in ((at_max[name]["served_pps"], served_axis, si),
                                        (at_max[name]["cpu_us"], cpu_axis, lambda v: f"{v:.3g}")):
-                if value is None or (axis[0] == "log" and value <= 0):
-                    cols += ["NaN", f"{max(axis[1], 0):g}", "n/a"]
+                if value is None or (axis[0] == "log" and value <= 0):  # no bar
+                    cols += ["NaN", f"{axis[1]:g}", "n/a" if value is None else label(value)]
                 else:
                     cols += [f"{value:g}", f"{value:g}", label(value)]
             fh.write(" ".join([str(y), name, str(colour)] + cols) + "\n")
@@ -226,8 +227,9 @@ def plotdata(path, outdir):
             fh.write(f"{n} {name} {colour} {dash} {point} {width}\n")
     with open(os.path.join(outdir, "panels.txt"), "w") as panels:
         for (regime, payload), by in series.items():
-            files = []
-            for name, pts in by.items():
+            files = []  # drawn in reverse legend order: udpd last, on top
+            for name in reversed([n for n, _ in legend if n in by]):
+                pts = by[name]
                 f = os.path.join(outdir, f"{regime}-{payload}-{name}.dat")
                 with open(f, "w") as fh:
                     for x, y in sorted(pts):
