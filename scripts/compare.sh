@@ -4,7 +4,10 @@
 # peer, and optionally the p99-vs-load plot.
 #
 # Servers (--servers, comma-separated, default all, in this order):
-#   udpd            udpd serve --workers W (default 1), echo handler
+#   udpd            udpd serve --workers W (default 1), echo handler, bound to
+#                   127.0.0.1 (no packet info needed)
+#   udpd-default    the same at udpd's default settings: bound to 0.0.0.0
+#                   (packet info on every datagram), latency histograms on
 #   py_echo         scripts/peers/py_echo.py: tutorial recvfrom/sendto loop
 #   socat           socat -T0.05 UDP4-RECVFROM:PORT,fork PIPE (see below)
 #   sockperf        sockperf server, driven by its own client (see lib.sh)
@@ -64,7 +67,7 @@ set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-SERVERS="udpd,py_echo,socat,sockperf,udpd-sockperf,nginx,tokio,minimal-plain,minimal-gso,minimal-grogso"
+SERVERS="udpd,udpd-default,py_echo,socat,sockperf,udpd-sockperf,nginx,tokio,minimal-plain,minimal-gso,minimal-grogso"
 BULK_RATES="200000,1000000,2000000"
 SPREAD_RATES="50000,100000,200000"
 SOCKPERF_RATES="10000,50000,100000"
@@ -112,14 +115,15 @@ first_cpu=${SERVER_CPUS%%[,-]*}
 start_peer() {
   local name=$1 port=$2
   case $name in
-    udpd | udpd-base)
-      local binary=$UDPD
+    udpd | udpd-base | udpd-default)
+      local binary=$UDPD listen="127.0.0.1:$port"
       if [[ $name == udpd-base ]]; then
         [[ -n $BASELINE ]] || { log "SKIP udpd-base: no --baseline PATH"; return 1; }
         binary=$BASELINE
       fi
+      [[ $name == udpd-default ]] && listen="0.0.0.0:$port"
       # shellcheck disable=SC2046
-      start_server "$name" "$SERVER_CPUS" line "$port" "$binary" serve --listen "127.0.0.1:$port" \
+      start_server "$name" "$SERVER_CPUS" line "$port" "$binary" serve --listen "$listen" \
         --workers "$WORKERS" $(udpd_cpu_args "$WORKERS") --quiet ;;
     py_echo)
       start_server py_echo "$first_cpu" line "$port" python3 "$PEERS_DIR/py_echo.py" "$port" 127.0.0.1 ;;
@@ -216,5 +220,5 @@ done
 results_heading "servers"
 report_table "$RESULTS" --ratios
 if [[ -n $PLOT ]]; then
-  "$SCRIPTS_DIR/plot.sh" "$RESULTS" "$PLOT"
+  "$SCRIPTS_DIR/plot.sh" "$RESULTS" "$PLOT" "$(dirname "$PLOT")/served-and-cpu.svg"
 fi
