@@ -15,6 +15,7 @@
 #   --regime bulk|spread         default spread (1,000 flows)
 #   --payloads LIST              default 64,1400
 #   --rates LIST                 fixed offered rates besides max (0), default 100000
+#   --workers N                  udpd workers and minimal-loop threads, default 1
 #   --runs N                     default 3
 #   --duration SECS              per cell, default 2
 #   --results FILE               keep the raw per-run TSV
@@ -31,6 +32,7 @@ REGIME=spread
 PAYLOADS=64,1400
 RATES=100000
 RUNS=3
+WORKERS=1
 DURATION=2
 RESULTS_COPY=""
 while [[ $# -gt 0 ]]; do
@@ -40,6 +42,7 @@ while [[ $# -gt 0 ]]; do
     --payloads) PAYLOADS=$2; shift 2 ;;
     --rates) RATES=$2; shift 2 ;;
     --runs) RUNS=$2; shift 2 ;;
+    --workers) WORKERS=$2; shift 2 ;;
     --duration) DURATION=$2; shift 2 ;;
     --results) RESULTS_COPY=$2; shift 2 ;;
     --no-netns) NO_NETNS=1; shift ;;
@@ -65,7 +68,7 @@ start_variant() {
   local spec=$1 port=$2 binary=$UDPD args head
   if [[ $spec == minimal-plain ]]; then
     NAME=minimal-plain
-    start_server "$NAME" "$SERVER_CPUS" line "$port" "$MINIMAL_ECHO" "$port" plain
+    start_server "$NAME" "$SERVER_CPUS" line "$port" "$MINIMAL_ECHO" "$port" plain 64 "$WORKERS"
     return
   fi
   head=${spec%%=*}
@@ -76,8 +79,8 @@ start_variant() {
   local listen=(--listen "0.0.0.0:$port")
   [[ $args == *--listen* ]] && listen=()
   # shellcheck disable=SC2086  # ARGS is a list of flags
-  start_server "$NAME" "$SERVER_CPUS" line "$port" "$binary" serve "${listen[@]}" --workers 1 \
-    $(udpd_cpu_args 1) --quiet $args
+  start_server "$NAME" "$SERVER_CPUS" line "$port" "$binary" serve "${listen[@]}" --workers "$WORKERS" \
+    $(udpd_cpu_args "$WORKERS") --quiet $args
 }
 
 port=19600
@@ -88,7 +91,7 @@ for ((run = 1; run <= RUNS; run++)); do
     start_variant "$spec" "$p" || { log "SKIP $spec: did not start"; continue; }
     for payload in "${payload_list[@]}"; do
       for rate in "${rate_list[@]}"; do
-        run_load_cell "$RESULTS" "$NAME" 1 "$REGIME" "$payload" "$rate" "$run" "$p" echo -- \
+        run_load_cell "$RESULTS" "$NAME" "$WORKERS" "$REGIME" "$payload" "$rate" "$run" "$p" echo -- \
           "${regime_flags[@]}" --timeout 1
       done
     done

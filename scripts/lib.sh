@@ -97,7 +97,7 @@ build_udpd() {
 build_minimal_echo() {
   MINIMAL_ECHO="$WORK_DIR/minimal_echo"
   command -v gcc >/dev/null || ensure_pkgs gcc libc6-dev || return 1
-  gcc -O2 -o "$MINIMAL_ECHO" "$PEERS_DIR/minimal_echo.c"
+  gcc -O2 -pthread -o "$MINIMAL_ECHO" "$PEERS_DIR/minimal_echo.c"
 }
 
 build_tokio_echo() {

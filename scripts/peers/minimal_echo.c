@@ -3,7 +3,7 @@
  * a batched UDP echo can do. Single-threaded, blocking recvmmsg
  * (MSG_WAITFORONE) then sendmmsg.
  *
- *   minimal_echo PORT MODE [BATCH]
+ *   minimal_echo PORT MODE [BATCH] [THREADS]
  *
  *   MODE plain   recvmmsg/sendmmsg, one message per datagram, no offloads.
  *        gso     replies to the same destination that are consecutive and of
@@ -14,12 +14,15 @@
  *                cmsg segment size; the replies to one buffer go back as one
  *                GSO train (the buffer is echoed in place).
  *   BATCH   messages per recvmmsg (default 64).
+ *   THREADS threads, each with its own SO_REUSEPORT socket on the port (default
+ *           1; the comparison for udpd --workers N).
  *
  * Binds 0.0.0.0:PORT, prints "listening on 0.0.0.0:PORT" (flushed), exits 0
- * on SIGTERM/SIGINT.  Build: gcc -O2 -o minimal_echo minimal_echo.c
+ * on SIGTERM/SIGINT.  Build: gcc -O2 -pthread -o minimal_echo minimal_echo.c
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <pthread.h>
 #include <netinet/in.h>
 #include <netinet/udp.h>
 #include <signal.h>
@@ -44,11 +47,16 @@
 static volatile sig_atomic_t stop;
 static void on_sig(int s) { (void)s; stop = 1; }
 
-static struct mmsghdr rmsg[MAXB], smsg[MAXB];
-static struct iovec riov[MAXB], siov[MAXB];
-static struct sockaddr_in raddr[MAXB];
-static char rctl[MAXB][CMSG_SPACE(sizeof(int))];
-static char sctl[MAXB][CMSG_SPACE(sizeof(uint16_t))];
+/* One thread's socket and batch arrays. */
+struct worker {
+    int fd;
+    struct mmsghdr rmsg[MAXB], smsg[MAXB];
+    struct iovec riov[MAXB], siov[MAXB];
+    struct sockaddr_in raddr[MAXB];
+    char rctl[MAXB][CMSG_SPACE(sizeof(int))];
+    char sctl[MAXB][CMSG_SPACE(sizeof(uint16_t))];
+};
+static int mode, batch;
 
 static void set_gso(struct msghdr *m, char *ctl, uint16_t seg) {
     m->msg_control = ctl;
@@ -75,10 +83,10 @@ static int same_peer(const struct sockaddr_in *a, const struct sockaddr_in *b) {
 }
 
 /* Send smsg[0..n); retry on partial sends, drop the rest on hard errors. */
-static void flush(int fd, int n) {
+static void flush(struct worker *w, int n) {
     int off = 0;
     while (off < n && !stop) {
-        int r = sendmmsg(fd, smsg + off, n - off, 0);
+        int r = sendmmsg(w->fd, w->smsg + off, n - off, 0);
         if (r > 0) { off += r; continue; }
         if (r < 0 && errno == EINTR) continue;
         if (r < 0 && (errno == ENOBUFS || errno == EAGAIN)) continue;
@@ -86,82 +94,70 @@ static void flush(int fd, int n) {
     }
 }
 
-int main(int argc, char **argv) {
-    if (argc < 3) {
-        fprintf(stderr, "usage: %s PORT plain|gso|grogso [BATCH]\n", argv[0]);
-        return 2;
-    }
-    int port = atoi(argv[1]);
-    int mode = !strcmp(argv[2], "plain") ? 0 : !strcmp(argv[2], "gso") ? 1
-             : !strcmp(argv[2], "grogso") ? 2 : -1;
-    int batch = argc > 3 ? atoi(argv[3]) : 64;
-    if (mode < 0 || batch < 1 || batch > MAXB || port < 0 || port > 65535) {
-        fprintf(stderr, "usage: %s PORT plain|gso|grogso [BATCH]\n", argv[0]);
-        return 2;
-    }
-    struct sigaction sa = {0};
-    sa.sa_handler = on_sig; /* no SA_RESTART: recvmmsg returns EINTR */
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-
+/* A socket bound to 0.0.0.0:port (SO_REUSEPORT when several threads share it); -1 on error. */
+static int open_socket(int port, int reuseport) {
     int fd = socket(AF_INET, SOCK_DGRAM, 0);
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0) {
+        perror("SO_REUSEPORT");
+        return -1;
+    }
     if (mode == 2 && setsockopt(fd, SOL_UDP, UDP_GRO, &one, sizeof one) < 0) {
         perror("UDP_GRO");
-        return 1;
+        return -1;
     }
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
-    if (bind(fd, (struct sockaddr *)&a, sizeof a) < 0) { perror("bind"); return 1; }
-    socklen_t al = sizeof a;
-    getsockname(fd, (struct sockaddr *)&a, &al);
-    printf("listening on 0.0.0.0:%d\n", ntohs(a.sin_port));
-    fflush(stdout);
+    if (bind(fd, (struct sockaddr *)&a, sizeof a) < 0) { perror("bind"); return -1; }
+    return fd;
+}
 
+static void *serve(void *arg) {
+    struct worker *w = arg;
     size_t bsz = mode == 2 ? GRO_BUF : PLAIN_BUF;
     char *bufs = malloc((size_t)batch * bsz);
-    if (!bufs) { perror("malloc"); return 1; }
+    if (!bufs) { perror("malloc"); return NULL; }
     for (int i = 0; i < batch; i++) {
-        riov[i].iov_base = bufs + (size_t)i * bsz;
-        riov[i].iov_len = bsz;
+        w->riov[i].iov_base = bufs + (size_t)i * bsz;
+        w->riov[i].iov_len = bsz;
     }
 
     while (!stop) {
         for (int i = 0; i < batch; i++) {
-            struct msghdr *m = &rmsg[i].msg_hdr;
-            m->msg_name = &raddr[i];
-            m->msg_namelen = sizeof raddr[i];
-            m->msg_iov = &riov[i];
+            struct msghdr *m = &w->rmsg[i].msg_hdr;
+            m->msg_name = &w->raddr[i];
+            m->msg_namelen = sizeof w->raddr[i];
+            m->msg_iov = &w->riov[i];
             m->msg_iovlen = 1;
-            m->msg_control = mode == 2 ? rctl[i] : NULL;
-            m->msg_controllen = mode == 2 ? sizeof rctl[i] : 0;
+            m->msg_control = mode == 2 ? w->rctl[i] : NULL;
+            m->msg_controllen = mode == 2 ? sizeof w->rctl[i] : 0;
             m->msg_flags = 0;
         }
-        int n = recvmmsg(fd, rmsg, batch, MSG_WAITFORONE, NULL);
+        int n = recvmmsg(w->fd, w->rmsg, batch, MSG_WAITFORONE, NULL);
         if (n < 0) {
             if (errno == EINTR) continue;
             perror("recvmmsg");
-            return 1;
+            return NULL;
         }
         int k = 0; /* outgoing messages */
         for (int i = 0; i < n; i++) {
-            struct msghdr *rm = &rmsg[i].msg_hdr;
-            unsigned len = rmsg[i].msg_len;
+            struct msghdr *rm = &w->rmsg[i].msg_hdr;
+            unsigned len = w->rmsg[i].msg_len;
             if (rm->msg_flags & MSG_TRUNC) continue; /* never echo a cut copy */
             if (mode == 2) {
                 /* The whole buffer echoed back in place: a GRO train of
                  * segments of size seg (last may be shorter) becomes one GSO
                  * train of the same segments. */
                 int seg = gro_size(rm);
-                struct msghdr *sm = &smsg[k].msg_hdr;
+                struct msghdr *sm = &w->smsg[k].msg_hdr;
                 memset(sm, 0, sizeof *sm);
-                sm->msg_name = &raddr[i];
-                sm->msg_namelen = sizeof raddr[i];
-                siov[k].iov_base = riov[i].iov_base;
-                siov[k].iov_len = len;
-                sm->msg_iov = &siov[k];
+                sm->msg_name = &w->raddr[i];
+                sm->msg_namelen = sizeof w->raddr[i];
+                w->siov[k].iov_base = w->riov[i].iov_base;
+                w->siov[k].iov_len = len;
+                sm->msg_iov = &w->siov[k];
                 sm->msg_iovlen = 1;
-                if (seg > 0 && (unsigned)seg < len) set_gso(sm, sctl[k], (uint16_t)seg);
+                if (seg > 0 && (unsigned)seg < len) set_gso(sm, w->sctl[k], (uint16_t)seg);
                 k++;
                 continue;
             }
@@ -169,33 +165,79 @@ int main(int argc, char **argv) {
                 /* Extend the previous train (same peer, same size, the last
                  * one may be shorter and closes it); one iovec per segment,
                  * the kernel cuts at the UDP_SEGMENT size. */
-                struct msghdr *pm = &smsg[k - 1].msg_hdr;
+                struct msghdr *pm = &w->smsg[k - 1].msg_hdr;
                 size_t first = ((struct iovec *)pm->msg_iov)[0].iov_len;
                 size_t last = ((struct iovec *)pm->msg_iov)[pm->msg_iovlen - 1].iov_len;
-                if (same_peer(pm->msg_name, &raddr[i]) && first > 0 && len > 0
+                if (same_peer(pm->msg_name, &w->raddr[i]) && first > 0 && len > 0
                     && len <= first && last == first && pm->msg_iovlen < MAX_GSO_SEGS
                     && pm->msg_iovlen * first + len <= 65507) {
-                    /* iovecs of a train are consecutive in siov: the train
-                     * starting at pm->msg_iov grows by one, and siov[k..] is
+                    /* iovecs of a train are consecutive in w->siov: the train
+                     * starting at pm->msg_iov grows by one, and w->siov[k..] is
                      * not yet used by another message. */
-                    ((struct iovec *)pm->msg_iov)[pm->msg_iovlen].iov_base = riov[i].iov_base;
+                    ((struct iovec *)pm->msg_iov)[pm->msg_iovlen].iov_base = w->riov[i].iov_base;
                     ((struct iovec *)pm->msg_iov)[pm->msg_iovlen].iov_len = len;
                     pm->msg_iovlen++;
-                    if (pm->msg_iovlen == 2) set_gso(pm, sctl[k - 1], (uint16_t)first);
+                    if (pm->msg_iovlen == 2) set_gso(pm, w->sctl[k - 1], (uint16_t)first);
                     continue;
                 }
             }
-            struct msghdr *sm = &smsg[k].msg_hdr;
+            struct msghdr *sm = &w->smsg[k].msg_hdr;
             memset(sm, 0, sizeof *sm);
-            sm->msg_name = &raddr[i];
-            sm->msg_namelen = sizeof raddr[i];
-            sm->msg_iov = &siov[i]; /* train iovecs start at the datagram's index */
-            siov[i].iov_base = riov[i].iov_base;
-            siov[i].iov_len = len;
+            sm->msg_name = &w->raddr[i];
+            sm->msg_namelen = sizeof w->raddr[i];
+            sm->msg_iov = &w->siov[i]; /* train iovecs start at the datagram's index */
+            w->siov[i].iov_base = w->riov[i].iov_base;
+            w->siov[i].iov_len = len;
             sm->msg_iovlen = 1;
             k++;
         }
-        if (k) flush(fd, k);
+        if (k) flush(w, k);
     }
+    return NULL;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 3) {
+        fprintf(stderr, "usage: %s PORT plain|gso|grogso [BATCH] [THREADS]\n", argv[0]);
+        return 2;
+    }
+    int port = atoi(argv[1]);
+    mode = !strcmp(argv[2], "plain") ? 0 : !strcmp(argv[2], "gso") ? 1
+         : !strcmp(argv[2], "grogso") ? 2 : -1;
+    batch = argc > 3 ? atoi(argv[3]) : 64;
+    int threads = argc > 4 ? atoi(argv[4]) : 1;
+    if (mode < 0 || batch < 1 || batch > MAXB || port < 0 || port > 65535 || threads < 1
+        || threads > 64) {
+        fprintf(stderr, "usage: %s PORT plain|gso|grogso [BATCH] [THREADS]\n", argv[0]);
+        return 2;
+    }
+    struct sigaction sa = {0};
+    sa.sa_handler = on_sig; /* no SA_RESTART: recvmmsg returns EINTR */
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+
+    int fd = open_socket(port, threads > 1);
+    if (fd < 0) return 1;
+    struct sockaddr_in a;
+    socklen_t al = sizeof a;
+    getsockname(fd, (struct sockaddr *)&a, &al);
+    port = ntohs(a.sin_port);
+    struct worker *workers = calloc((size_t)threads, sizeof *workers);
+    if (!workers) { perror("calloc"); return 1; }
+    workers[0].fd = fd;
+    for (int t = 1; t < threads; t++)
+        if ((workers[t].fd = open_socket(port, 1)) < 0) return 1;
+    printf("listening on 0.0.0.0:%d\n", port);
+    fflush(stdout);
+    /* Only the main thread takes SIGTERM/SIGINT, so its blocked recvmmsg is the one interrupted. */
+    sigset_t term, old;
+    sigemptyset(&term);
+    sigaddset(&term, SIGTERM);
+    sigaddset(&term, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &term, &old);
+    pthread_t ids[64];
+    for (int t = 1; t < threads; t++) pthread_create(&ids[t], NULL, serve, &workers[t]);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    serve(&workers[0]);
     return 0;
 }
