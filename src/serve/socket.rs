@@ -218,10 +218,11 @@ fn set_default_rcvbuf(fd: &OwnedFd, warnings: &mut Vec<String>) {
         return;
     }
     let _ = setsockopt(fd, sockopt::RcvBuf, &DEFAULT_RCVBUF);
-    let now = granted(fd);
+    // What was asked for, as the kernel counts it (it reports twice the request).
+    let now = granted(fd) / 2;
     if now < DEFAULT_RCVBUF {
         warnings.push(format!(
-            "receive buffer is {now} bytes, less than udpd's default of {DEFAULT_RCVBUF}: bursts beyond it are dropped (kernel_rx_overflow); raise net.core.rmem_max (sysctl -w net.core.rmem_max={DEFAULT_RCVBUF}) or run as root, or set --rcvbuf"
+            "receive buffer capped at {now} bytes, less than udpd's default of {DEFAULT_RCVBUF}: bursts beyond it are dropped (kernel_rx_overflow); raise net.core.rmem_max (sysctl -w net.core.rmem_max={DEFAULT_RCVBUF}) or run as root, or set --rcvbuf"
         ));
     }
 }
