@@ -76,11 +76,13 @@ start_variant() {
   NAME=${head%%@*}
   [[ $head == *@* ]] && binary=${head#*@}
   args=${args//PORT/$port}
-  local listen=(--listen "0.0.0.0:$port")
+  local listen=(--listen "0.0.0.0:$port") pin
   [[ $args == *--listen* ]] && listen=()
+  pin=$(udpd_cpu_args "$WORKERS")
+  [[ $args == *--no-pin* || $args == *--cpus* ]] && pin=""
   # shellcheck disable=SC2086  # ARGS is a list of flags
   start_server "$NAME" "$SERVER_CPUS" line "$port" "$binary" serve "${listen[@]}" --workers "$WORKERS" \
-    $(udpd_cpu_args "$WORKERS") --quiet $args
+    $pin --quiet $args
 }
 
 port=19600
