@@ -743,3 +743,44 @@ fn the_metrics_endpoint_survives_idle_connections_and_a_huge_request_line() {
     assert_full_metrics(&scrape(metrics), "a scrape after the huge request line");
     stop_checked(daemon);
 }
+
+// ---- privileges ----
+
+/// `--user nobody --group nogroup` as root: once the sockets are bound, every thread of the daemon runs
+/// as that user and group, and it still answers.
+#[test]
+fn user_and_group_apply_to_every_thread_after_binding() {
+    if !feature(common::is_root(), "not root: cannot switch users") {
+        return;
+    }
+    let daemon = Daemon::start_v4(2, &["--user", "nobody", "--group", "nogroup"]);
+    let client = client_at("127.0.0.1");
+    assert_eq!(round_trip(&client, daemon.addr, b"who am i"), b"who am i");
+    let tasks = std::fs::read_dir(format!("/proc/{}/task", daemon.pid())).expect("task list");
+    let mut threads = 0;
+    for task in tasks {
+        let status = std::fs::read_to_string(task.expect("task").path().join("status"))
+            .expect("task status");
+        let ids = |key: &str| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix(key))
+                .map(|rest| {
+                    rest.split_whitespace()
+                        .map(str::to_string)
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default()
+        };
+        // Real, effective, saved and filesystem ids: all nobody (65534) and nogroup (65534).
+        assert!(ids("Uid:").iter().all(|id| id == "65534"), "{status}");
+        assert!(ids("Gid:").iter().all(|id| id == "65534"), "{status}");
+        threads += 1;
+    }
+    assert!(
+        threads >= 3,
+        "workers, reporter and signal threads: {threads}"
+    );
+    let summary = stop_checked(daemon);
+    summary.assert_total("tx", 1);
+}
