@@ -47,6 +47,15 @@ fn summaries(stdout: &str, stderr: &str) -> Vec<Summary> {
         .collect()
 }
 
+/// A fresh scratch folder for one test, and the path of a config file in it holding `config`.
+fn scratch(name: &str, config: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("udpd-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("udpd.toml");
+    std::fs::write(&file, config).unwrap();
+    (dir, file)
+}
+
 fn json_u64(json: &serde_json::Value, key: &str) -> u64 {
     json[key]
         .as_u64()
@@ -55,10 +64,7 @@ fn json_u64(json: &serde_json::Value, key: &str) -> u64 {
 
 #[test]
 fn three_reloads_under_load_lose_nothing() {
-    let dir = std::env::temp_dir().join(format!("udpd-reload-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("udpd.toml");
-    std::fs::write(&config, "handler = \"echo\"\nworkers = 2\n").unwrap();
+    let (dir, config) = scratch("reload", "handler = \"echo\"\nworkers = 2\n");
     let (mut daemon, port) = start(config.to_str().unwrap());
     let target = format!("127.0.0.1:{port}");
     let mut load = Running::udpd(&[
@@ -115,10 +121,7 @@ fn three_reloads_under_load_lose_nothing() {
 
 #[test]
 fn a_reload_that_cannot_apply_leaves_the_old_process_serving() {
-    let dir = std::env::temp_dir().join(format!("udpd-reload-bad-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("udpd.toml");
-    std::fs::write(&config, "workers = 1\n").unwrap();
+    let (dir, config) = scratch("reload-bad", "workers = 1\n");
     let (mut daemon, port) = start(config.to_str().unwrap());
     let server: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
     let client = client_for(server);
@@ -153,13 +156,10 @@ fn a_reload_that_cannot_apply_leaves_the_old_process_serving() {
 #[test]
 fn under_systemd_the_process_that_serves_reports_its_pid_and_readiness() {
     use std::os::unix::net::UnixDatagram;
-    let dir = std::env::temp_dir().join(format!("udpd-notify-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let (dir, config) = scratch("notify", "workers = 1\n");
     let path = dir.join("notify.sock");
     let systemd = UnixDatagram::bind(&path).expect("a notify socket");
     systemd.set_read_timeout(Some(LINE_TIMEOUT)).unwrap();
-    let config = dir.join("udpd.toml");
-    std::fs::write(&config, "workers = 1\n").unwrap();
     let config = config.to_str().unwrap();
     let mut daemon = Running::spawn_with_env(
         common::udpd_bin(),

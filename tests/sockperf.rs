@@ -115,13 +115,21 @@ fn assert_clean(report: &Report, what: &str) {
     );
 }
 
-#[test]
-fn sockperf_ping_pong_is_answered_at_every_message_size() {
+/// A `--handler sockperf` daemon and its port as text, or `None` (after saying why) without sockperf.
+fn sockperf_daemon() -> Option<(Daemon, String)> {
     if !sockperf_installed() {
-        return;
+        return None;
     }
     let daemon = Daemon::start_v4(1, &["--handler", "sockperf"]);
     let port = daemon.port().to_string();
+    Some((daemon, port))
+}
+
+#[test]
+fn sockperf_ping_pong_is_answered_at_every_message_size() {
+    let Some((daemon, port)) = sockperf_daemon() else {
+        return;
+    };
     let (mut sent, mut received) = (0, 0);
     for size in ["14", "64", "1400"] {
         let report = run_sockperf(&[
@@ -156,11 +164,9 @@ fn sockperf_ping_pong_is_answered_at_every_message_size() {
 
 #[test]
 fn sockperf_under_load_gets_every_reply_it_asks_for() {
-    if !sockperf_installed() {
+    let Some((daemon, port)) = sockperf_daemon() else {
         return;
-    }
-    let daemon = Daemon::start_v4(1, &["--handler", "sockperf"]);
-    let port = daemon.port().to_string();
+    };
     let report = run_sockperf(&[
         "under-load",
         "-i",
