@@ -13,9 +13,9 @@ use nix::unistd::Pid;
 
 const LINE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A daemon started from `config` (a TOML file path) on 127.0.0.1 with a free port; returns it and its port.
-fn start(config: &str) -> (Running, u16) {
-    let mut daemon = Running::udpd(&[
+/// `udpd serve` from `config` (a TOML file path) on 127.0.0.1 with a free port.
+fn serve_args(config: &str) -> [&str; 7] {
+    [
         "serve",
         "--config",
         config,
@@ -23,7 +23,12 @@ fn start(config: &str) -> (Running, u16) {
         "127.0.0.1:0",
         "--no-pin",
         "--quiet",
-    ]);
+    ]
+}
+
+/// A daemon started from `config` (a TOML file path) on 127.0.0.1 with a free port; returns it and its port.
+fn start(config: &str) -> (Running, u16) {
+    let mut daemon = Running::udpd(&serve_args(config));
     let (addr, _) = daemon.wait_stdout("the listening line", LINE_TIMEOUT, common::parse_listening);
     (daemon, addr.port())
 }
@@ -163,15 +168,7 @@ fn under_systemd_the_process_that_serves_reports_its_pid_and_readiness() {
     let config = config.to_str().unwrap();
     let mut daemon = Running::spawn_with_env(
         common::udpd_bin(),
-        &[
-            "serve",
-            "--config",
-            config,
-            "--listen",
-            "127.0.0.1:0",
-            "--no-pin",
-            "--quiet",
-        ],
+        &serve_args(config),
         &[("NOTIFY_SOCKET", path.to_str().unwrap())],
         false,
     );
