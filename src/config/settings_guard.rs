@@ -142,7 +142,7 @@ pub static GUARD_SETTINGS: [Setting; 12] = [
         flag: "deny",
         value_name: "CIDR",
         kind: text(cidr, "an array of address blocks such as [\"198.51.100.0/24\"]", Shape::Items),
-        help: "Never answer sources in this block (repeatable); no match at all allows",
+        help: "Never answer sources in this block (repeatable); a source no rule matches is allowed unless some --allow is given (allow-list mode)",
         note: "",
         example: "[\"198.51.100.7\"]",
         bad: "nope",
