@@ -136,7 +136,7 @@ pub static SERVE_SETTINGS: [Setting; 17] = [
         value_name: "BYTES",
         kind: whole(1024, i32::MAX as usize / 2, "bytes"),
         help: "Socket receive buffer (SO_RCVBUF)",
-        note: "not set: udpd asks for 4 MiB (forced when privileged, else capped by net.core.rmem_max)",
+        note: "not set: udpd asks for 1 MiB (forced when privileged, else capped by net.core.rmem_max)",
         example: "65536",
         bad: "10",
         apply: |c, v| if let Value::Whole(n) = v { c.rcvbuf = Some(n) },

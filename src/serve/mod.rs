@@ -3,8 +3,9 @@
 //! - `daemon` is `udpd serve` (reports, signals, reload); `handover` passes the sockets to a successor
 //!   process on reload; `server` starts the workers and waits; `socket` opens and probes a worker's socket;
 //!   `privilege` drops root after binding; `proc_net` reads the kernel's UDP socket tables.
-//! - `worker` is one event loop; `receive` is its receive buffer, `respond` turns a received batch into
-//!   replies after the `guard` stage, `transmit` hands them to the kernel.
+//! - `worker` is one event loop; `watch` keeps its socket in the poll set only while it sleeps; `receive`
+//!   is its receive buffer, `respond` turns a received batch into replies after the `guard` stage,
+//!   `transmit` hands them to the kernel.
 //! - `segments` knows how datagrams sit in GRO buffers and GSO trains, `train` groups replies into GSO
 //!   trains (pure code), `queue` holds them until the kernel takes them.
 
@@ -21,6 +22,7 @@ pub mod server;
 pub mod socket;
 pub mod train;
 pub mod transmit;
+pub mod watch;
 pub mod worker;
 
 pub use daemon::{run, run_from_args};

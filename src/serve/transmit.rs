@@ -2,12 +2,10 @@
 //! pushes back, and classifies send errors so that a per-destination refusal never costs everyone GSO.
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
 use mio::net::UdpSocket;
-use mio::unix::SourceFd;
-use mio::{Interest, Registry, Token};
 
 use super::queue::ReplyQueue;
 use crate::stats::WorkerStats;
@@ -36,12 +34,12 @@ enum Attribution {
 /// The sending half: the reply queue, `sendmmsg` scratch, and the state of a blocked send.
 pub struct Transmitter {
     pub index: usize,
-    pub token: Token,
     pub queue: ReplyQueue,
     pub scratch: SendScratch,
-    pub registry: Registry,
     pub timestamps: bool,
-    pub writable_registered: bool,
+    /// The kernel refused the last send for want of buffer space (`EAGAIN`): replies wait for a
+    /// write-space event, which the worker asks for before it sleeps.
+    pub write_blocked: bool,
     pub retry_at: Option<Instant>,
     /// A send error was logged this interval (one line per interval at most).
     pub error_logged: bool,
@@ -51,21 +49,13 @@ pub struct Transmitter {
 }
 
 impl Transmitter {
-    pub fn new(
-        index: usize,
-        token: Token,
-        queue: ReplyQueue,
-        registry: Registry,
-        timestamps: bool,
-    ) -> Transmitter {
+    pub fn new(index: usize, queue: ReplyQueue, timestamps: bool) -> Transmitter {
         Transmitter {
             index,
-            token,
             queue,
             scratch: SendScratch::new(sys::limits::MAX_BATCH, super::worker::QUEUE_ENTRIES),
-            registry,
             timestamps,
-            writable_registered: false,
+            write_blocked: false,
             retry_at: None,
             error_logged: false,
             attribution: Attribution::Idle,
@@ -77,6 +67,7 @@ impl Transmitter {
     /// `received` is the receive buffer, which echoed replies may borrow.
     pub fn flush(&mut self, socket: &UdpSocket, received: &[u8], stats: &mut WorkerStats) {
         self.queue.seal();
+        self.write_blocked = false;
         while !self.queue.unsent().is_empty() {
             let view = self.queue.send_view(received);
             let head_is_train = view.messages[0].control.segment_size > 0;
@@ -105,14 +96,11 @@ impl Transmitter {
                     stats.counters.gso_trains += done.trains;
                 }
                 Err(error) => {
-                    if !self.handle_send_error(socket, &error, head_is_train, stats) {
+                    if !self.handle_send_error(&error, head_is_train, stats) {
                         return;
                     }
                 }
             }
-        }
-        if self.writable_registered {
-            self.set_writable_interest(socket, false);
         }
     }
 
@@ -139,14 +127,14 @@ impl Transmitter {
     /// Deals with a `sendmmsg` error on the first unsent message; returns whether to keep sending now.
     fn handle_send_error(
         &mut self,
-        socket: &UdpSocket,
         error: &io::Error,
         head_is_train: bool,
         stats: &mut WorkerStats,
     ) -> bool {
         match error.raw_os_error() {
             Some(libc::EAGAIN) => {
-                self.set_writable_interest(socket, true);
+                self.write_blocked = true;
+                stats.counters.tx_buffer_full += 1;
                 false
             }
             Some(libc::ENOBUFS) => {
@@ -174,24 +162,6 @@ impl Transmitter {
                 }
                 true
             }
-        }
-    }
-
-    /// Asks for (or stops asking for) WRITABLE events, only while replies wait on a full socket buffer.
-    fn set_writable_interest(&mut self, socket: &UdpSocket, on: bool) {
-        let interest = if on {
-            Interest::READABLE | Interest::WRITABLE
-        } else {
-            Interest::READABLE
-        };
-        let fd = socket.as_raw_fd();
-        match self
-            .registry
-            .reregister(&mut SourceFd(&fd), self.token, interest)
-        {
-            Ok(()) => self.writable_registered = on,
-            // The old interest stays; a timed retry makes sure the queue is still drained.
-            Err(_) => self.retry_at = Some(Instant::now() + NOBUFS_RETRY),
         }
     }
 }

@@ -19,6 +19,7 @@ use super::queue::ReplyQueue;
 use super::receive::ReceiveBuffer;
 use super::socket::{self, SocketFeatures};
 use super::transmit::Transmitter;
+use super::watch::SocketWatch;
 use crate::handler::Handler;
 use crate::stats::StatsLink;
 use crate::sys::limits::GRO_SLOT;
@@ -32,6 +33,8 @@ const FAIRNESS_BATCHES: usize = 16;
 pub const QUEUE_ENTRIES: usize = 8192;
 /// Bytes of replies a worker may hold queued while the kernel is not taking them.
 const QUEUE_BYTES: usize = 4 << 20;
+/// How often a worker whose socket could not be put in its poll set looks at the socket.
+const UNWATCHED_POLL: Duration = Duration::from_millis(1);
 /// At shutdown, how long a worker keeps answering what is already queued in its socket.
 const SHUTDOWN_DRAIN: Duration = Duration::from_millis(50);
 
@@ -63,6 +66,8 @@ pub(super) struct Worker {
     pub max_datagram: usize,
     pub rx: ReceiveBuffer,
     pub tx: Transmitter,
+    /// Whether the socket is in the poll set (only while the worker sleeps).
+    pub watch: SocketWatch,
     pub handler: Box<dyn Handler>,
     pub guard: Guard,
     /// The origin of the guard's coarse clock.
@@ -74,6 +79,18 @@ pub(super) struct Worker {
     pub next_group: u64,
     /// Latency sampling: one receive batch in `latency_sample` gets kernel timestamps.
     pub sampling: Sampling,
+}
+
+/// What one receive brought, which decides how the worker waits next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Batch {
+    /// Nothing: the socket is dry.
+    Empty,
+    /// One datagram: a quiet socket (ping-pong), most likely dry now.
+    One,
+    /// Several datagrams (or an error the next receive gets past): more arrived while this batch was
+    /// answered, so receiving again takes them one syscall sooner than sleeping.
+    Several,
 }
 
 /// Which receive batches carry kernel timestamps (`--latency-sample N`): the socket's `SO_TIMESTAMPNS`
@@ -150,14 +167,6 @@ pub fn run(parts: WorkerParts) {
         max_datagram + 1
     }
     .next_multiple_of(64);
-    let registry = match poll.registry().try_clone() {
-        Ok(registry) => registry,
-        Err(error) => {
-            eprintln!("udpd: error: worker {index} cannot clone its poll registry: {error}");
-            stats.finish();
-            return;
-        }
-    };
     let queue = ReplyQueue::new(QUEUE_BYTES, QUEUE_ENTRIES, socket.features.gso);
     let mut worker = Worker {
         index,
@@ -165,7 +174,8 @@ pub fn run(parts: WorkerParts) {
         features: socket.features,
         max_datagram,
         rx: ReceiveBuffer::new(batch, slot_size),
-        tx: Transmitter::new(index, SOCKET, queue, registry, socket.features.timestamps),
+        tx: Transmitter::new(index, queue, socket.features.timestamps),
+        watch: SocketWatch::new(SOCKET),
         handler,
         guard,
         started,
@@ -174,14 +184,6 @@ pub fn run(parts: WorkerParts) {
         next_group: 0,
         sampling: Sampling::new(latency_sample, socket.features.timestamps),
     };
-    if let Err(error) = poll
-        .registry()
-        .register(&mut worker.socket, SOCKET, Interest::READABLE)
-    {
-        eprintln!("udpd: error: worker {index} cannot register its socket: {error}");
-        worker.stats.finish();
-        return;
-    }
     worker.event_loop(&mut poll, interval, started, &stop);
     worker.shut_down(handed_over.load(Ordering::Relaxed));
 }
@@ -196,8 +198,10 @@ impl Worker {
     ) {
         let mut events = Events::with_capacity(16);
         let mut next_publish = started + interval;
-        // Edge-triggered readiness: assume data may be queued until a receive says otherwise.
-        let mut readable = true;
+        // Busy: the socket is out of the poll set and the worker receives until it runs dry. A worker
+        // starts busy, so what was queued before it started is read at once.
+        let mut busy = true;
+        let mut watch_error_logged = false;
         loop {
             let now = Instant::now();
             if now >= next_publish {
@@ -208,23 +212,49 @@ impl Worker {
                     next_publish += interval;
                 }
             }
-            let retry_due = self.tx.retry_at.is_some_and(|at| at <= now);
-            let timeout = if readable || retry_due {
-                Duration::ZERO
+            if stop.load(Ordering::Relaxed) {
+                return;
+            }
+            if self.tx.retry_at.is_some_and(|at| at <= now) {
+                self.tx.retry_at = None;
+                self.flush();
+            }
+            if busy {
+                busy = self.receive_some(FAIRNESS_BATCHES);
+                continue;
+            }
+            // About to sleep: the socket goes back into the poll set, asking for write space too while
+            // replies wait for it. Being added reports what is already queued, so nothing is missed.
+            let interest = if self.tx.write_blocked {
+                Interest::READABLE | Interest::WRITABLE
             } else {
-                let until_publish = next_publish - now;
-                match self.tx.retry_at {
-                    Some(at) => until_publish.min(at - now),
-                    None => until_publish,
-                }
+                Interest::READABLE
             };
+            let mut timeout = next_publish - now;
+            if let Some(at) = self.tx.retry_at {
+                timeout = timeout.min(at.saturating_duration_since(now));
+            }
+            if let Err(error) = self
+                .watch
+                .watch(poll.registry(), &mut self.socket, interest)
+            {
+                // Not in the poll set: look again after a short sleep instead of waiting for an event.
+                if !watch_error_logged {
+                    eprintln!(
+                        "udpd: warning: worker {} cannot add its socket to its poll set ({error}); polling it every millisecond",
+                        self.index
+                    );
+                    watch_error_logged = true;
+                }
+                timeout = timeout.min(UNWATCHED_POLL);
+            }
             if let Err(error) = poll.poll(&mut events, Some(timeout)) {
                 if error.kind() != io::ErrorKind::Interrupted {
                     eprintln!("udpd: error: worker {} poll failed: {error}", self.index);
                     return;
                 }
             }
-            let mut writable = false;
+            let (mut readable, mut writable) = (!self.watch.is_watched(), false);
             for event in events.iter() {
                 if event.token() == SOCKET {
                     readable |= event.is_readable() || event.is_error();
@@ -234,12 +264,16 @@ impl Worker {
             if stop.load(Ordering::Relaxed) {
                 return;
             }
-            if writable || self.tx.retry_at.is_some_and(|at| at <= Instant::now()) {
-                self.tx.retry_at = None;
+            if writable {
                 self.flush();
             }
-            if readable {
-                readable = self.receive_some(FAIRNESS_BATCHES);
+            // A batch of one means a quiet socket (ping-pong): the socket stays in the poll set and the
+            // worker sleeps again, with no receive that would come back empty. A fuller batch means
+            // load: out of the poll set until the socket runs dry (a failure to take it out only leaves
+            // the write-space wake-ups in).
+            if readable && self.receive_batch() == Batch::Several {
+                let _ = self.watch.unwatch(poll.registry(), &mut self.socket);
+                busy = true;
             }
         }
     }
@@ -262,48 +296,50 @@ impl Worker {
             .flush(&self.socket, self.rx.bytes(), &mut self.stats.current);
     }
 
-    /// Handles up to `max_batches` receive batches; returns whether more may be queued.
+    /// Handles up to `max_batches` receive batches; returns whether more may be queued (every batch
+    /// brought several datagrams).
     fn receive_some(&mut self, max_batches: usize) -> bool {
-        for _ in 0..max_batches {
-            if let Some(on) = self.sampling.before_receive() {
-                // A failed switch only changes which batches are sampled.
-                let _ = nix::sys::socket::setsockopt(
-                    &self.socket,
-                    nix::sys::socket::sockopt::ReceiveTimestampns,
-                    &on,
-                );
+        (0..max_batches).all(|_| self.receive_batch() == Batch::Several)
+    }
+
+    /// Receives one batch and answers it.
+    fn receive_batch(&mut self) -> Batch {
+        if let Some(on) = self.sampling.before_receive() {
+            // A failed switch only changes which batches are sampled.
+            let _ = nix::sys::socket::setsockopt(
+                &self.socket,
+                nix::sys::socket::sockopt::ReceiveTimestampns,
+                &on,
+            );
+        }
+        let refill = self.rx.receive(self.socket.as_fd(), &mut self.tx.queue);
+        self.stats.current.counters.tx_backpressure += refill.dropped_replies;
+        match refill.received {
+            Ok(count) => {
+                self.sampling.received_batch();
+                self.respond(count);
+                self.flush();
+                if count <= 1 {
+                    Batch::One
+                } else {
+                    Batch::Several
+                }
             }
-            let refill = self.rx.receive(self.socket.as_fd(), &mut self.tx.queue);
-            self.stats.current.counters.tx_backpressure += refill.dropped_replies;
-            match refill.received {
-                Ok(count) => {
-                    self.sampling.received_batch();
-                    self.respond(count);
-                    self.flush();
-                    // After a short batch of several datagrams, receive again rather than go back to
-                    // `epoll_wait`: under load, datagrams arrived while this batch was answered, and the
-                    // next receive takes them one syscall sooner (about 8% less CPU per reply with many
-                    // clients). A batch of one means a quiet socket (ping-pong): an extra receive would
-                    // only come back empty, so the event loop waits for the next event instead.
-                    if count <= 1 {
-                        return false;
-                    }
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => Batch::Empty,
+            // Interrupted, or a pending socket error: more may be queued behind it.
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => Batch::Several,
+            Err(error) => {
+                // Pending socket errors (ICMP reports) surface here; they concern earlier sends.
+                if !self.tx.error_logged {
+                    eprintln!(
+                        "udpd: warning: worker {} receive error: {error}",
+                        self.index
+                    );
+                    self.tx.error_logged = true;
                 }
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => return false,
-                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-                Err(error) => {
-                    // Pending socket errors (ICMP reports) surface here; they concern earlier sends.
-                    if !self.tx.error_logged {
-                        eprintln!(
-                            "udpd: warning: worker {} receive error: {error}",
-                            self.index
-                        );
-                        self.tx.error_logged = true;
-                    }
-                }
+                Batch::Several
             }
         }
-        true
     }
 
     /// Answers what is already queued (briefly, unless the sockets were `handed_over` to a successor,

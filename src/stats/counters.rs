@@ -91,7 +91,8 @@ counters! {
     tx_error: dropped,
     /// Replies still queued when the worker stopped.
     unsent_at_exit: dropped_at_exit,
-    /// Dropped by the kernel at the socket before udpd read them (`SO_RXQ_OVFL`); not part of `rx`. Counts
+    /// Dropped by the kernel at the socket before udpd read them (`SO_MEMINFO` once per interval, or
+    /// `SO_RXQ_OVFL` where the kernel lacks it); not part of `rx`. Counts
     /// kernel packets: a GRO train dropped whole counts once.
     kernel_rx_overflow,
     /// Times the kernel refused GSO and the worker switched it off for its socket.
@@ -100,6 +101,9 @@ counters! {
     gro_trains,
     /// Sent messages that carried more than one datagram (GSO).
     gso_trains,
+    /// Times the kernel's send buffer was full (`EAGAIN`) and replies waited for write space; not a drop:
+    /// they go out when space frees (many: consider a larger `--sndbuf`).
+    tx_buffer_full,
     /// Refused by the loop guard: source port 0, our own port, a reflecting service's port
     /// (`--loop-guard-ports`), or a source address no real sender has.
     loop_guard: dropped,

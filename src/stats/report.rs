@@ -198,9 +198,9 @@ mod tests {
         };
         let expected = "\
 == summary: 3.21 s, 2 workers, handler echo, gso on, gro on ==
-worker 0: rx=12345 tx=12000 rx_bytes=0 tx_bytes=0 truncated=5 no_reply=300 tx_backpressure=20 tx_error=7 unsent_at_exit=13 kernel_rx_overflow=99 gso_disabled=0 gro_trains=4 gso_trains=0 loop_guard=0 acl_denied=0 rate_limited=0 amplification_refused=0 rate_limited_dry_run=0
-worker 1: rx=0 tx=0 rx_bytes=0 tx_bytes=0 truncated=0 no_reply=0 tx_backpressure=0 tx_error=0 unsent_at_exit=0 kernel_rx_overflow=0 gso_disabled=0 gro_trains=0 gso_trains=0 loop_guard=0 acl_denied=0 rate_limited=0 amplification_refused=0 rate_limited_dry_run=0
-total: rx=12345 tx=12000 rx_bytes=0 tx_bytes=0 truncated=5 no_reply=300 tx_backpressure=20 tx_error=7 unsent_at_exit=13 kernel_rx_overflow=99 gso_disabled=0 gro_trains=4 gso_trains=0 loop_guard=0 acl_denied=0 rate_limited=0 amplification_refused=0 rate_limited_dry_run=0
+worker 0: rx=12345 tx=12000 rx_bytes=0 tx_bytes=0 truncated=5 no_reply=300 tx_backpressure=20 tx_error=7 unsent_at_exit=13 kernel_rx_overflow=99 gso_disabled=0 gro_trains=4 gso_trains=0 tx_buffer_full=0 loop_guard=0 acl_denied=0 rate_limited=0 amplification_refused=0 rate_limited_dry_run=0
+worker 1: rx=0 tx=0 rx_bytes=0 tx_bytes=0 truncated=0 no_reply=0 tx_backpressure=0 tx_error=0 unsent_at_exit=0 kernel_rx_overflow=0 gso_disabled=0 gro_trains=0 gso_trains=0 tx_buffer_full=0 loop_guard=0 acl_denied=0 rate_limited=0 amplification_refused=0 rate_limited_dry_run=0
+total: rx=12345 tx=12000 rx_bytes=0 tx_bytes=0 truncated=5 no_reply=300 tx_backpressure=20 tx_error=7 unsent_at_exit=13 kernel_rx_overflow=99 gso_disabled=0 gro_trains=4 gso_trains=0 tx_buffer_full=0 loop_guard=0 acl_denied=0 rate_limited=0 amplification_refused=0 rate_limited_dry_run=0
 latency_us: count=103 min=12 p50=12 p90=12 p99=99 p99.9=99 p99.99=99 max=99 mean=14.9
 batches: calls=2 mean=10.0 max=17
 accounting: rx=12345 = tx=12000 + truncated=5 + no_reply=300 + tx_backpressure=20 + tx_error=7 + unsent_at_exit=13 + loop_guard=0 + acl_denied=0 + rate_limited=0 + amplification_refused=0 (holds)
