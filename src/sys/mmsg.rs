@@ -66,15 +66,14 @@ pub fn recv_batch(
     slot_size: usize,
     out: &mut [RecvInfo],
 ) -> io::Result<usize> {
-    let count = out
-        .len()
-        .min(scratch.capacity())
-        .min(buffer.len() / slot_size.max(1));
+    // Every slot the buffer holds is prepared once; a receive may use fewer of them (`out.len()`).
+    let slots = scratch.capacity().min(buffer.len() / slot_size.max(1));
+    let count = out.len().min(slots);
     if count == 0 {
         return Ok(0);
     }
     let base = buffer.as_mut_ptr();
-    let wanted = (base as usize, slot_size, count);
+    let wanted = (base as usize, slot_size, slots);
     if scratch.prepared_for == wanted {
         // Same buffer, same slots: every pointer is already right; reset what the kernel overwrote.
         for message in &mut scratch.headers[..count] {
@@ -84,8 +83,8 @@ pub fn recv_batch(
             message.msg_len = 0;
         }
     } else {
-        for i in 0..count {
-            // SAFETY: `i * slot_size + slot_size <= count * slot_size <= buffer.len()`, so the slot lies
+        for i in 0..slots {
+            // SAFETY: `i * slot_size + slot_size <= slots * slot_size <= buffer.len()`, so the slot lies
             // inside `buffer`, which is exclusively borrowed for this whole call.
             let slot = unsafe { base.add(i * slot_size) };
             scratch.iovecs[i] = libc::iovec {
@@ -95,7 +94,7 @@ pub fn recv_batch(
             let header = &mut scratch.headers[i].msg_hdr;
             header.msg_name = scratch.names[i].0.as_mut_ptr().cast();
             header.msg_namelen = std::mem::size_of::<NameBuf>() as libc::socklen_t;
-            // SAFETY: `i < count <= iovecs.len()`.
+            // SAFETY: `i < slots <= iovecs.len()`.
             header.msg_iov = unsafe { scratch.iovecs.as_mut_ptr().add(i) };
             header.msg_iovlen = 1;
             header.msg_control = scratch.controls[i].0.as_mut_ptr().cast();
@@ -106,8 +105,8 @@ pub fn recv_batch(
         scratch.prepared_for = wanted;
     }
     // Argument by argument (recvmmsg(2)): `headers[..count]` are initialised, now or by an earlier call
-    // for this very buffer address, slot size and count (the scratch's vectors never move: they are
-    // allocated once). Each header points at its own name buffer (128 bytes, as `msg_namelen` says), its
+    // for this very buffer address and slot size (`count <= slots`; the scratch's vectors never move:
+    // they are allocated once). Each header points at its own name buffer (128 bytes, as `msg_namelen` says), its
     // own iovec (one slot of `buffer`, `slot_size` bytes) and its own aligned control buffer
     // (`RECV_CMSG_SPACE` bytes, as `msg_controllen` says); `vlen` is `count`; a null timeout means none.
     // SAFETY: every pointer above is owned by `scratch` or `buffer`, both exclusively borrowed for the
