@@ -18,6 +18,11 @@
 #   --workers N                  udpd workers and minimal-loop threads, default 1
 #   --runs N                     default 3
 #   --duration SECS              per cell, default 2
+#   --minimal-features           also measure `minimal-features`: the minimal loop
+#                                with udpd's default socket features (UDP_GRO on
+#                                the socket, a 1 MiB SO_RCVBUFFORCE, IP_PKTINFO in
+#                                and out, SO_TIMESTAMPNS), which tells what the
+#                                features cost from what udpd's own code costs
 #   --results FILE               keep the raw per-run TSV
 #   --no-netns                   plain loopback even as root
 # Example (the issue-9 lever table):
@@ -35,6 +40,7 @@ RUNS=3
 WORKERS=1
 DURATION=2
 RESULTS_COPY=""
+MINIMAL_FEATURES=0
 while [[ $# -gt 0 ]]; do
   case $1 in
     --variant) VARIANTS+=("$2"); shift 2 ;;
@@ -45,6 +51,7 @@ while [[ $# -gt 0 ]]; do
     --workers) WORKERS=$2; shift 2 ;;
     --duration) DURATION=$2; shift 2 ;;
     --results) RESULTS_COPY=$2; shift 2 ;;
+    --minimal-features) MINIMAL_FEATURES=1; shift ;;
     --no-netns) NO_NETNS=1; shift ;;
     -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown option $1 (see --help)" ;;
@@ -71,6 +78,12 @@ start_variant() {
     start_server "$NAME" "$SERVER_CPUS" line "$port" "$MINIMAL_ECHO" "$port" plain 64 "$WORKERS"
     return
   fi
+  if [[ $spec == minimal-features ]]; then
+    NAME=minimal-features
+    start_server "$NAME" "$SERVER_CPUS" line "$port" env MINIMAL_GRO_SOCKOPT=1 MINIMAL_RCVBUF=1048576 \
+      MINIMAL_PKTINFO=1 MINIMAL_TIMESTAMPS=1 "$MINIMAL_ECHO" "$port" plain 64 "$WORKERS"
+    return
+  fi
   head=${spec%%=*}
   args=${spec#*=}
   NAME=${head%%@*}
@@ -87,7 +100,9 @@ start_variant() {
 
 port=19600
 for ((run = 1; run <= RUNS; run++)); do
-  for spec in "${VARIANTS[@]}" minimal-plain; do
+  minimal_specs=(minimal-plain)
+  ((MINIMAL_FEATURES)) && minimal_specs+=(minimal-features)
+  for spec in "${VARIANTS[@]}" "${minimal_specs[@]}"; do
     port=$((port + 1))
     p=$(pick_port "$port")
     start_variant "$spec" "$p" || { log "SKIP $spec: did not start"; continue; }

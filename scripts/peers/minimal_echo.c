@@ -17,6 +17,14 @@
  *   THREADS threads, each with its own SO_REUSEPORT socket on the port (default
  *           1; the comparison for udpd --workers N).
  *
+ * udpd's socket features, off unless set in the environment (plain mode; they
+ * tell what the features cost apart from what udpd's own code costs):
+ *   MINIMAL_GRO_SOCKOPT=1  UDP_GRO on the socket (nothing coalesces in spread)
+ *   MINIMAL_RCVBUF=BYTES   SO_RCVBUFFORCE (udpd's default asks for 1 MiB)
+ *   MINIMAL_PKTINFO=1      IP_PKTINFO on every datagram received, and each reply
+ *                          sent from the address its request came to
+ *   MINIMAL_TIMESTAMPS=1   SO_TIMESTAMPNS on every datagram received (unread)
+ *
  * Binds 0.0.0.0:PORT, prints "listening on 0.0.0.0:PORT" (flushed), exits 0
  * on SIGTERM/SIGINT.  Build: gcc -O2 -pthread -o minimal_echo minimal_echo.c
  */
@@ -43,6 +51,7 @@
 #define PLAIN_BUF 65536 /* never truncate, whatever the mode */
 #define GRO_BUF 65536
 #define MAX_GSO_SEGS 64 /* kernel UDP_MAX_SEGMENTS */
+#define FEATURE_CTL 256 /* receive control space with udpd's socket features on */
 
 static volatile sig_atomic_t stop;
 static void on_sig(int s) { (void)s; stop = 1; }
@@ -55,8 +64,12 @@ struct worker {
     struct sockaddr_in raddr[MAXB];
     char rctl[MAXB][CMSG_SPACE(sizeof(int))];
     char sctl[MAXB][CMSG_SPACE(sizeof(uint16_t))];
+    char feature_rctl[MAXB][FEATURE_CTL];
+    char feature_sctl[MAXB][CMSG_SPACE(sizeof(struct in_pktinfo))];
 };
 static int mode, batch;
+/* udpd's socket features (see the top); control buffers for them, one per message. */
+static int with_gro_sockopt, with_pktinfo, with_timestamps, rcvbuf_force;
 
 static void set_gso(struct msghdr *m, char *ctl, uint16_t seg) {
     m->msg_control = ctl;
@@ -76,6 +89,24 @@ static int gro_size(struct msghdr *m) {
             return v;
         }
     return 0;
+}
+
+/* Sets `sm`'s source address to the one request `rm` was sent to (its IP_PKTINFO). */
+static void reply_from_request_address(struct msghdr *sm, char *ctl, struct msghdr *rm) {
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(rm); c; c = CMSG_NXTHDR(rm, c)) {
+        if (c->cmsg_level != IPPROTO_IP || c->cmsg_type != IP_PKTINFO) continue;
+        struct in_pktinfo got, out = {0};
+        memcpy(&got, CMSG_DATA(c), sizeof got);
+        out.ipi_spec_dst = got.ipi_addr;
+        sm->msg_control = ctl;
+        sm->msg_controllen = CMSG_SPACE(sizeof out);
+        struct cmsghdr *d = CMSG_FIRSTHDR(sm);
+        d->cmsg_level = IPPROTO_IP;
+        d->cmsg_type = IP_PKTINFO;
+        d->cmsg_len = CMSG_LEN(sizeof out);
+        memcpy(CMSG_DATA(d), &out, sizeof out);
+        return;
+    }
 }
 
 static int same_peer(const struct sockaddr_in *a, const struct sockaddr_in *b) {
@@ -107,6 +138,14 @@ static int open_socket(int port, int reuseport) {
         perror("UDP_GRO");
         return -1;
     }
+    if ((with_gro_sockopt && setsockopt(fd, SOL_UDP, UDP_GRO, &one, sizeof one) < 0)
+        || (with_pktinfo && setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &one, sizeof one) < 0)
+        || (with_timestamps && setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof one) < 0)
+        || (rcvbuf_force
+            && setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf_force, sizeof rcvbuf_force) < 0)) {
+        perror("feature setsockopt");
+        return -1;
+    }
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
     if (bind(fd, (struct sockaddr *)&a, sizeof a) < 0) { perror("bind"); return -1; }
     return fd;
@@ -129,8 +168,9 @@ static void *serve(void *arg) {
             m->msg_namelen = sizeof w->raddr[i];
             m->msg_iov = &w->riov[i];
             m->msg_iovlen = 1;
-            m->msg_control = mode == 2 ? w->rctl[i] : NULL;
-            m->msg_controllen = mode == 2 ? sizeof w->rctl[i] : 0;
+            int features = with_gro_sockopt || with_pktinfo || with_timestamps;
+            m->msg_control = mode == 2 ? w->rctl[i] : features ? w->feature_rctl[i] : NULL;
+            m->msg_controllen = mode == 2 ? sizeof w->rctl[i] : features ? FEATURE_CTL : 0;
             m->msg_flags = 0;
         }
         int n = recvmmsg(w->fd, w->rmsg, batch, MSG_WAITFORONE, NULL);
@@ -189,6 +229,7 @@ static void *serve(void *arg) {
             w->siov[i].iov_base = w->riov[i].iov_base;
             w->siov[i].iov_len = len;
             sm->msg_iovlen = 1;
+            if (with_pktinfo) reply_from_request_address(sm, w->feature_sctl[k], rm);
             k++;
         }
         if (k) flush(w, k);
@@ -211,6 +252,10 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: %s PORT plain|gso|grogso [BATCH] [THREADS]\n", argv[0]);
         return 2;
     }
+    with_gro_sockopt = getenv("MINIMAL_GRO_SOCKOPT") != NULL;
+    with_pktinfo = getenv("MINIMAL_PKTINFO") != NULL;
+    with_timestamps = getenv("MINIMAL_TIMESTAMPS") != NULL;
+    rcvbuf_force = getenv("MINIMAL_RCVBUF") ? atoi(getenv("MINIMAL_RCVBUF")) : 0;
     struct sigaction sa = {0};
     sa.sa_handler = on_sig; /* no SA_RESTART: recvmmsg returns EINTR */
     sigaction(SIGTERM, &sa, NULL);
