@@ -907,6 +907,38 @@ fn replies_larger_than_the_queue_are_flushed_mid_batch_not_dropped() {
     }
 }
 
+/// One receive takes only a few coalesced trains, not 64 of them (up to 4 MiB, out of the caches): 40
+/// trains of 32 × 1400 bytes queued while the daemon is stopped are read a few at a time, so no receive
+/// brings more than `RECEIVE_BYTES_BUDGET` worth of trains.
+#[test]
+fn a_queue_of_gro_trains_is_read_a_few_trains_per_receive() {
+    let daemon = Daemon::start_v4(1, &["--handler", "discard", "--rcvbuf", "33554432"]);
+    let client = client_for(daemon.addr);
+    if !set_gso(&client, 1400) {
+        return;
+    }
+    daemon.signal(nix::sys::signal::Signal::SIGSTOP);
+    let trains = 40;
+    for id in 0..trains {
+        send_train(&client, 1400, &train(id as u8, 1400, 32, 0), daemon.addr);
+    }
+    daemon.signal(nix::sys::signal::Signal::SIGCONT);
+    wait_receive_queue_empty(daemon.addr, Duration::from_secs(10));
+    let summary = daemon.stop();
+    summary.assert_accounting_holds();
+    summary.assert_total("rx", trains * 32);
+    if !gro_engages() {
+        return;
+    }
+    summary.assert_total_at_least_why("gro_trains", 2, "the trains must arrive coalesced");
+    let largest = summary.batches["max"] as usize;
+    let trains_per_receive = udpd::serve::receive::RECEIVE_BYTES_BUDGET / (32 * 1400);
+    assert!(
+        largest <= trains_per_receive * 32,
+        "a receive brought {largest} datagrams: more than {trains_per_receive} trains of 32"
+    );
+}
+
 /// `--latency-sample 4`: kernel timestamps on one receive batch in four, so the latency histogram
 /// holds fewer datagrams than were answered (but some), and the summary says it is a sample.
 #[test]

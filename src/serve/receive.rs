@@ -18,7 +18,8 @@ pub struct ReceiveBuffer {
     infos: Vec<RecvInfo>,
     scratch: RecvScratch,
     /// Slots the next receive offers the kernel: all of them, unless the last receive's buffers were so
-    /// full (GRO trains) that all of them would bring more than [`RECEIVE_BYTES_BUDGET`].
+    /// full (GRO trains) that all of them would bring more than [`RECEIVE_BYTES_BUDGET`]. The first
+    /// receive assumes full slots (a queue that filled before the worker started is not read whole).
     next_slots: usize,
 }
 
@@ -43,7 +44,7 @@ impl ReceiveBuffer {
             slot_size,
             infos: vec![RecvInfo::default(); batch],
             scratch: RecvScratch::new(batch),
-            next_slots: batch,
+            next_slots: slots_within_budget(slot_size, batch),
         }
     }
 
