@@ -27,7 +27,8 @@ use crate::sys::limits::GRO_SLOT;
 pub const SOCKET: Token = Token(0);
 pub const WAKER: Token = Token(1);
 
-/// Receive batches handled per wake-up before the loop looks at other events (the stop signal).
+/// Receive batches a busy worker handles before it looks at the clock (interval reports, retry timers)
+/// and the stop flag again.
 const FAIRNESS_BATCHES: usize = 16;
 /// Iovecs (replies, or runs of replies of one received buffer) a worker may hold queued for sending.
 pub const QUEUE_ENTRIES: usize = 8192;
