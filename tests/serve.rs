@@ -852,9 +852,9 @@ fn gso_train_over_max_datagram_is_truncated_per_segment_without_gro() {
 }
 
 /// Replies that outgrow the worker's reply queue within one receive batch are sent mid-batch, not dropped:
-/// an `ack` handler answering 1000 bytes to each 400-byte request turns one batch of coalesced trains
-/// (150 × 40 requests, 6 MB of replies) into more reply bytes than the 4 MiB queue holds. The requests are
-/// large enough (428 bytes on the wire for 1028 back) to stay within the default amplification cap of 3.
+/// an `ack` handler answering 1000 bytes to each 16-byte request (amplification cap off) turns one batch
+/// of small coalesced trains into more reply bytes than the 4 MiB queue holds. The trains are small (64 ×
+/// 16 bytes) so that one receive, bounded in bytes, still takes hundreds of them.
 #[test]
 fn replies_larger_than_the_queue_are_flushed_mid_batch_not_dropped() {
     let text = "a".repeat(1000);
@@ -864,6 +864,8 @@ fn replies_larger_than_the_queue_are_flushed_mid_batch_not_dropped() {
         &[
             "--handler",
             &handler,
+            "--max-amplification",
+            "0",
             "--batch",
             "256",
             "--rcvbuf",
@@ -871,18 +873,11 @@ fn replies_larger_than_the_queue_are_flushed_mid_batch_not_dropped() {
         ],
     );
     let client = client_for(daemon.addr);
-    if !set_gso(&client, 400) {
+    if !set_gso(&client, 16) {
         return;
     }
-    // Stop the daemon while the trains queue up in its (large) receive buffer, so that its first batch
-    // after SIGCONT holds all of them at once.
-    daemon.signal(nix::sys::signal::Signal::SIGSTOP);
-    let trains = 150;
-    for id in 0..trains {
-        send_train(&client, 400, &train(id as u8, 400, 40, 0), daemon.addr);
-    }
-    daemon.signal(nix::sys::signal::Signal::SIGCONT);
-    wait_receive_queue_empty(daemon.addr, Duration::from_secs(10));
+    let per_train = 64;
+    let trains = queue_trains_while_stopped(&daemon, &client, 400, 16, per_train);
     let summary = daemon.stop();
     summary.assert_accounting_holds();
     assert_eq!(
@@ -893,8 +888,8 @@ fn replies_larger_than_the_queue_are_flushed_mid_batch_not_dropped() {
     assert_eq!(summary.total("tx"), summary.total("rx"));
     assert_eq!(summary.total("tx_bytes"), summary.total("tx") * 1000);
     assert_eq!(
-        summary.total("rx") + summary.total("kernel_rx_overflow") * 40,
-        trains * 40,
+        summary.total("rx") + summary.total("kernel_rx_overflow") * per_train,
+        trains * per_train,
         "every train is received or dropped whole by the kernel"
     );
     if gro_engages() {
@@ -904,7 +899,36 @@ fn replies_larger_than_the_queue_are_flushed_mid_batch_not_dropped() {
             1,
             "equal-size replies to one peer must leave as GSO trains",
         );
+        let largest = summary.batches["max"] as usize;
+        assert!(
+            largest * 1000 > udpd::serve::worker::QUEUE_BYTES,
+            "the premise: one receive of {largest} datagrams must outgrow the reply queue"
+        );
     }
+}
+
+/// Stops the daemon, sends `trains` GSO trains of `per_train` × `segment` bytes so that they queue up in
+/// its (large) receive buffer, lets it go on and waits (bounded) until it has read them all; returns
+/// `trains`.
+fn queue_trains_while_stopped(
+    daemon: &Daemon,
+    client: &UdpSocket,
+    trains: u64,
+    segment: usize,
+    per_train: u64,
+) -> u64 {
+    daemon.signal(nix::sys::signal::Signal::SIGSTOP);
+    for id in 0..trains {
+        send_train(
+            client,
+            segment,
+            &train(id as u8, segment, per_train as usize, 0),
+            daemon.addr,
+        );
+    }
+    daemon.signal(nix::sys::signal::Signal::SIGCONT);
+    wait_receive_queue_empty(daemon.addr, Duration::from_secs(10));
+    trains
 }
 
 /// One receive takes only a few coalesced trains, not 64 of them (up to 4 MiB, out of the caches): 40
@@ -917,13 +941,7 @@ fn a_queue_of_gro_trains_is_read_a_few_trains_per_receive() {
     if !set_gso(&client, 1400) {
         return;
     }
-    daemon.signal(nix::sys::signal::Signal::SIGSTOP);
-    let trains = 40;
-    for id in 0..trains {
-        send_train(&client, 1400, &train(id as u8, 1400, 32, 0), daemon.addr);
-    }
-    daemon.signal(nix::sys::signal::Signal::SIGCONT);
-    wait_receive_queue_empty(daemon.addr, Duration::from_secs(10));
+    let trains = queue_trains_while_stopped(&daemon, &client, 40, 1400, 32);
     let summary = daemon.stop();
     summary.assert_accounting_holds();
     summary.assert_total("rx", trains * 32);

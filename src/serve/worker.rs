@@ -33,7 +33,7 @@ const FAIRNESS_BATCHES: usize = 16;
 /// Iovecs (replies, or runs of replies of one received buffer) a worker may hold queued for sending.
 pub const QUEUE_ENTRIES: usize = 8192;
 /// Bytes of replies a worker may hold queued while the kernel is not taking them.
-const QUEUE_BYTES: usize = 4 << 20;
+pub const QUEUE_BYTES: usize = 4 << 20;
 /// How often a worker whose socket could not be put in its poll set looks at the socket.
 const UNWATCHED_POLL: Duration = Duration::from_millis(1);
 /// At shutdown, how long a worker keeps answering what is already queued in its socket.
