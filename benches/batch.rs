@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use udpd::handler::{Handler, Upper};
-use udpd::serve::queue::{Destination, ReplyQueue, ReplyTo};
+use udpd::serve::queue::{Destination, ReplyQueue, ReplyTo, Stamp};
 use udpd::serve::respond::{reply_path, ReplyPath};
 use udpd::serve::segments::Received;
 use udpd::stats::WorkerStats;
@@ -62,7 +62,7 @@ fn one_batch(
         let to = ReplyTo {
             destination,
             group: group as u64,
-            rx_time_ns: 1_000,
+            stamp: Stamp::measured(1_000, 1),
         };
         match reply_path(&view, echoes, queue.gso_enabled(), 65_535) {
             ReplyPath::Borrow => {
@@ -81,7 +81,9 @@ fn one_batch(
     let view = queue.send_view(&input.bytes);
     black_box((view.buffers, view.ranges.len(), input.slot));
     let messages = queue.unsent().len();
-    let done = queue.complete(messages, |rx, n| stats.record_latency(5_000 - rx, n));
+    let done = queue.complete(messages, |stamp, n| {
+        stats.record_latency(5_000 - stamp.rx_time_ns, n, u64::from(stamp.weight))
+    });
     stats.counters.tx += done.datagrams;
     black_box(done);
 }

@@ -20,7 +20,7 @@
 #   --duration SECS              per cell, default 2
 #   --minimal-features           also measure `minimal-features`: the minimal loop
 #                                with udpd's default socket features (UDP_GRO on
-#                                the socket, a 1 MiB SO_RCVBUFFORCE, IP_PKTINFO in
+#                                the socket, a 512 KiB SO_RCVBUFFORCE, IP_PKTINFO in
 #                                and out, SO_TIMESTAMPNS), which tells what the
 #                                features cost from what udpd's own code costs
 #   --results FILE               keep the raw per-run TSV
@@ -80,7 +80,7 @@ start_variant() {
   fi
   if [[ $spec == minimal-features ]]; then
     NAME=minimal-features
-    start_server "$NAME" "$SERVER_CPUS" line "$port" env MINIMAL_GRO_SOCKOPT=1 MINIMAL_RCVBUF=1048576 \
+    start_server "$NAME" "$SERVER_CPUS" line "$port" env MINIMAL_GRO_SOCKOPT=1 MINIMAL_RCVBUF=524288 \
       MINIMAL_PKTINFO=1 MINIMAL_TIMESTAMPS=1 "$MINIMAL_ECHO" "$port" plain 64 "$WORKERS"
     return
   fi

@@ -957,11 +957,11 @@ fn a_queue_of_gro_trains_is_read_a_few_trains_per_receive() {
     );
 }
 
-/// `--latency-sample 4`: kernel timestamps on one receive batch in four, so the latency histogram
-/// holds fewer datagrams than were answered (but some), and the summary says it is a sample.
+/// The default latency sampling stamps every receive that follows a wake-up: in ping-pong (one request in
+/// flight) every reply is measured, and the summary says so.
 #[test]
-fn sampled_latency_is_recorded_for_some_replies_and_says_so() {
-    let daemon = Daemon::start_v4(1, &["--latency-sample", "4"]);
+fn a_quiet_worker_stamps_every_reply_by_default() {
+    let daemon = Daemon::start_v4(1, &[]);
     let client = client_for(daemon.addr);
     for i in 0..200u32 {
         let payload = i.to_be_bytes();
@@ -969,18 +969,68 @@ fn sampled_latency_is_recorded_for_some_replies_and_says_so() {
     }
     let summary = daemon.stop();
     summary.assert_total("tx", 200);
+    assert_eq!(
+        summary.latency_us.get("count").copied(),
+        Some(200.0),
+        "{}",
+        summary.stdout
+    );
     assert!(
         summary
             .stdout
-            .contains("latency sampled on 1 in 4 receive batches"),
-        "the summary must say the histogram is a sample:\n{}",
+            .contains("(200 of the histogram's 200 replies stamped)"),
+        "the summary must say how many replies were stamped:\n{}",
         summary.stdout
     );
+}
+
+/// `--latency-sample 4`: a busy worker (a queue read 4 datagrams per receive) stamps one receive in four
+/// and counts each stamped reply four times, so fewer replies are stamped than answered while the
+/// histogram's count still estimates the replies.
+#[test]
+fn a_busy_worker_stamps_one_receive_in_n_and_weighs_it_n() {
+    // Fewer than the client's default receive buffer holds (256 small datagrams): no reply is lost.
+    const REQUESTS: u32 = 200;
+    let daemon = Daemon::start_v4(1, &["--latency-sample", "4", "--batch", "4"]);
+    let client = client_for(daemon.addr);
+    daemon.signal(nix::sys::signal::Signal::SIGSTOP);
+    for i in 0..REQUESTS {
+        client
+            .send_to(&i.to_be_bytes(), daemon.addr)
+            .expect("send request");
+    }
+    daemon.signal(nix::sys::signal::Signal::SIGCONT);
+    for _ in 0..REQUESTS {
+        recv_reply(&client, "a queued request");
+    }
+    let summary = daemon.stop();
+    summary.assert_total("tx", u64::from(REQUESTS));
+    let header = summary
+        .stdout
+        .lines()
+        .find(|line| line.contains("latency sampled while busy: 1 receive in 4 stamped"))
+        .unwrap_or_else(|| {
+            panic!(
+                "the summary must say latency is sampled:\n{}",
+                summary.stdout
+            )
+        });
+    let stamped: f64 = header
+        .rsplit_once('(')
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no stamped count in {header}"));
     let count = summary.latency_us.get("count").copied().unwrap_or(0.0);
-    // One request in flight at a time: every batch holds one datagram, so about a quarter are sampled.
+    let replies = f64::from(REQUESTS);
+    // 50 receives of 4: the first after the wake-up stamped, then 1 in 4 (13 receives, 52 replies).
     assert!(
-        (40.0..=60.0).contains(&count),
-        "about 50 of 200 replies sampled, got {count}:\n{}",
+        (8.0..replies * 0.6).contains(&stamped),
+        "a busy worker must stamp about a quarter of the replies, stamped {stamped}:\n{}",
+        summary.stdout
+    );
+    assert!(
+        (replies * 0.6..=replies * 1.4).contains(&count),
+        "weighted by 4, the histogram must count about {replies} replies, got {count}:\n{}",
         summary.stdout
     );
 }

@@ -20,7 +20,7 @@
  * udpd's socket features, off unless set in the environment (plain mode; they
  * tell what the features cost apart from what udpd's own code costs):
  *   MINIMAL_GRO_SOCKOPT=1  UDP_GRO on the socket (nothing coalesces in spread)
- *   MINIMAL_RCVBUF=BYTES   SO_RCVBUFFORCE (udpd's default asks for 1 MiB)
+ *   MINIMAL_RCVBUF=BYTES   SO_RCVBUFFORCE (udpd's default asks for 512 KiB)
  *   MINIMAL_PKTINFO=1      IP_PKTINFO on every datagram received, and each reply
  *                          sent from the address its request came to
  *   MINIMAL_TIMESTAMPS=1   SO_TIMESTAMPNS on every datagram received (unread)

@@ -26,6 +26,10 @@ use crate::handler::HandlerSpec;
 
 /// Default `--max-datagram`: above any UDP payload (IPv6 allows up to 65,527), so nothing is cut by default.
 pub const MAX_DATAGRAM_DEFAULT: usize = crate::sys::limits::MAX_DATAGRAM;
+/// A busy worker takes kernel timestamps on one receive in this many (see `serve::worker::Sampling`):
+/// the per-datagram timestamp control message costs about 2 % of the CPU per reply in the many-clients
+/// regime (docs/BENCHMARKS.md §5), and one receive in 16 still stamps thousands of replies a second.
+pub const DEFAULT_LATENCY_SAMPLE: usize = 16;
 
 /// `udpd serve` as typed: the `--config` file, `--print-config`, and every setting flag given (each
 /// already parsed and range-checked by its entry in [`settings`]; see [`flags`]).
@@ -70,7 +74,7 @@ pub struct ServeConfig {
     pub interval: Duration,
     pub quiet: bool,
     pub latency: bool,
-    /// Take kernel receive timestamps on one receive batch in this many (1: every batch).
+    /// A busy worker takes kernel receive timestamps on one receive in this many (1: every receive).
     pub latency_sample: usize,
     pub format: ReportFormat,
     /// Where to serve Prometheus metrics, if anywhere.
@@ -101,7 +105,7 @@ impl Default for ServeConfig {
             interval: Duration::from_secs(1),
             quiet: false,
             latency: true,
-            latency_sample: 1,
+            latency_sample: DEFAULT_LATENCY_SAMPLE,
             format: ReportFormat::Text,
             metrics: None,
             guard: guard::GuardConfig::default(),

@@ -144,8 +144,10 @@ fn serve(config: &ServeConfig, mut inheritance: Inheritance) -> Result<()> {
             );
             if config.latency && config.latency_sample > 1 {
                 header.push_str(&format!(
-                    ", latency sampled on 1 in {} receive batches",
-                    config.latency_sample
+                    ", latency sampled while busy: 1 receive in {n} stamped, each stamped reply counted {n} times ({} of the histogram's {} replies stamped)",
+                    summary.total.latency_stamped,
+                    summary.total.latency_ns.len(),
+                    n = config.latency_sample,
                 ));
             }
             print_line(summary.render(&header).trim_end());

@@ -12,7 +12,7 @@
 //! (`super::receive::ReceiveBuffer`) can only be refilled through a call that does exactly that.
 
 use super::segments::split_into_datagrams;
-pub use super::train::{Bytes, Destination, ReplyTo};
+pub use super::train::{Bytes, Destination, ReplyTo, Stamp};
 use super::train::{Grouping, StagedRun};
 use crate::sys::{IoRange, OutMessage};
 
@@ -44,7 +44,7 @@ pub struct ReplyQueue {
     grouping: Grouping,
     ranges: Vec<IoRange>,
     /// Per iovec: the receive time its datagrams share, and how many datagrams it holds.
-    range_rx_time_ns: Vec<u64>,
+    range_stamps: Vec<Stamp>,
     range_datagrams: Vec<u32>,
     messages: Vec<OutMessage>,
     head: usize,
@@ -65,7 +65,7 @@ impl ReplyQueue {
             staged: Vec::with_capacity(max_datagrams),
             grouping: Grouping::with_capacity(max_datagrams),
             ranges: Vec::with_capacity(max_datagrams),
-            range_rx_time_ns: Vec::with_capacity(max_datagrams),
+            range_stamps: Vec::with_capacity(max_datagrams),
             range_datagrams: Vec::with_capacity(max_datagrams),
             messages: Vec::with_capacity(max_datagrams),
             head: 0,
@@ -235,11 +235,11 @@ impl ReplyQueue {
         let first_iov = self.ranges.len() as u32;
         let total = self.grouping.group(&self.staged, self.gso, first_iov) as usize;
         self.ranges.resize(total, IoRange::default());
-        self.range_rx_time_ns.resize(total, 0);
+        self.range_stamps.resize(total, Stamp::NONE);
         self.range_datagrams.resize(total, 0);
         let (ranges, times, datagrams, borrows) = (
             &mut self.ranges,
-            &mut self.range_rx_time_ns,
+            &mut self.range_stamps,
             &mut self.range_datagrams,
             &mut self.borrows,
         );
@@ -250,7 +250,7 @@ impl ReplyQueue {
                 len: run.bytes,
             };
             *borrows |= run.bytes_in == Bytes::Received;
-            times[slot] = run.rx_time_ns;
+            times[slot] = run.stamp;
             datagrams[slot] = run.count;
         });
         self.messages
@@ -281,7 +281,7 @@ impl ReplyQueue {
                     single.iov_start = (first_iov + ranges.len()) as u32;
                     messages.push(single);
                     ranges.push(range);
-                    times.push(self.range_rx_time_ns[iov]);
+                    times.push(self.range_stamps[iov]);
                     datagrams.push(1);
                 });
             } else {
@@ -292,7 +292,7 @@ impl ReplyQueue {
                     ..*message
                 });
                 ranges.extend_from_slice(&self.ranges[iovs.clone()]);
-                times.extend_from_slice(&self.range_rx_time_ns[iovs.clone()]);
+                times.extend_from_slice(&self.range_stamps[iovs.clone()]);
                 datagrams.extend_from_slice(&self.range_datagrams[iovs]);
             }
         }
@@ -300,8 +300,8 @@ impl ReplyQueue {
         self.messages.extend_from_slice(&messages);
         self.ranges.truncate(first_iov);
         self.ranges.extend_from_slice(&ranges);
-        self.range_rx_time_ns.truncate(first_iov);
-        self.range_rx_time_ns.extend_from_slice(&times);
+        self.range_stamps.truncate(first_iov);
+        self.range_stamps.extend_from_slice(&times);
         self.range_datagrams.truncate(first_iov);
         self.range_datagrams.extend_from_slice(&datagrams);
     }
@@ -329,8 +329,8 @@ impl ReplyQueue {
     }
 
     /// Marks the first `count` unsent messages as taken by the kernel; `on_datagrams` sees the receive
-    /// timestamps of their datagrams (runs of equal timestamps, as `(rx_time_ns, n)`), for latency.
-    pub fn complete(&mut self, count: usize, on_datagrams: impl FnMut(u64, u64)) -> Completed {
+    /// latency stamps of their datagrams (runs of equal stamps, as `(stamp, n)`).
+    pub fn complete(&mut self, count: usize, on_datagrams: impl FnMut(Stamp, u64)) -> Completed {
         let done = self.advance(count, on_datagrams);
         self.reset_if_drained();
         done
@@ -352,7 +352,7 @@ impl ReplyQueue {
         done
     }
 
-    fn advance(&mut self, count: usize, mut on_datagrams: impl FnMut(u64, u64)) -> Completed {
+    fn advance(&mut self, count: usize, mut on_datagrams: impl FnMut(Stamp, u64)) -> Completed {
         let count = count.min(self.messages.len() - self.head);
         let mut done = Completed {
             messages: count,
@@ -372,7 +372,7 @@ impl ReplyQueue {
             let datagrams = u64::from(self.range_datagrams[iov]);
             done.datagrams += datagrams;
             done.bytes += u64::from(self.ranges[iov].len);
-            on_datagrams(self.range_rx_time_ns[iov], datagrams);
+            on_datagrams(self.range_stamps[iov], datagrams);
         }
         self.head += count;
         done
@@ -383,7 +383,7 @@ impl ReplyQueue {
             self.head = 0;
             self.messages.clear();
             self.ranges.clear();
-            self.range_rx_time_ns.clear();
+            self.range_stamps.clear();
             self.range_datagrams.clear();
             self.arena_used = 0;
             self.borrows = false;
@@ -410,7 +410,7 @@ mod tests {
         ReplyTo {
             destination: dest(port),
             group,
-            rx_time_ns: 7,
+            stamp: Stamp::measured(7, 1),
         }
     }
 
@@ -477,7 +477,7 @@ mod tests {
         let mut recorded = Vec::new();
         let done = queue.complete(1, |t, n| recorded.push((t, n)));
         assert_eq!((done.datagrams, done.bytes, done.trains), (11, 42, 1));
-        assert_eq!(recorded, vec![(7, 11)]);
+        assert_eq!(recorded, vec![(Stamp::measured(7, 1), 11)]);
     }
 
     #[test]
@@ -725,7 +725,7 @@ mod tests {
                 trains: 1
             }
         );
-        assert_eq!(seen, vec![(7, 1), (7, 1), (7, 1)]);
+        assert_eq!(seen, vec![(Stamp::measured(7, 1), 1); 3]);
         assert!(queue.is_idle());
         assert_eq!(queue.arena_used, 0);
     }

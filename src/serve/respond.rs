@@ -5,9 +5,9 @@
 use std::net::SocketAddr;
 
 use super::guard::{Refusal, Tick};
-use super::queue::{Destination, ReplyTo};
+use super::queue::{Destination, ReplyTo, Stamp};
 use super::segments::Received;
-use super::transmit::{realtime_ns, NOT_SAMPLED};
+use super::transmit::realtime_ns;
 use super::worker::Worker;
 use crate::config::guard::canonical;
 use crate::sys::limits::{GSO_MAX_BYTES, GSO_MAX_SEGMENTS};
@@ -52,7 +52,8 @@ pub fn reply_path(view: &Received<'_>, echoes: bool, gso: bool, max_datagram: us
 impl Worker {
     /// Runs the guard and the handler over the `count` buffers of the last receive (each GRO segment is
     /// one datagram) and stages the replies.
-    pub(super) fn respond(&mut self, count: usize) {
+    /// A sampled batch's replies each stand for `weight` replies in the latency histogram.
+    pub(super) fn respond(&mut self, count: usize, weight: u32) {
         let batch_time_ns = realtime_ns();
         let now = Tick::from_elapsed(self.started.elapsed());
         let guarded = !self.guard.admits_everything();
@@ -94,12 +95,12 @@ impl Worker {
                 },
                 ifindex: info.control.ifindex,
             };
-            let rx_time_ns = match info.control.rx_time_ns {
-                Some(time) => time,
+            let stamp = match info.control.rx_time_ns {
+                Some(time) => Stamp::measured(time, weight),
                 // Timestamps are on but this batch is not sampled: no latency for its replies.
-                None if self.features.timestamps => NOT_SAMPLED,
+                None if self.features.timestamps => Stamp::NONE,
                 // No kernel timestamps at all: latency from the moment the batch was read.
-                None => batch_time_ns,
+                None => Stamp::measured(batch_time_ns, weight),
             };
             let peer = info.peer.to_socket_addr();
             let mut admitted = view.count();
@@ -127,7 +128,7 @@ impl Worker {
                 to: ReplyTo {
                     destination,
                     group,
-                    rx_time_ns,
+                    stamp,
                 },
                 peer,
                 datagrams: admitted,

@@ -202,11 +202,12 @@ fn configure(
 }
 
 /// The receive buffer asked for when `--rcvbuf` is not given. The kernel's own default (208 KiB) holds
-/// 512 datagrams of up to 64 bytes (184 of 1,400), so a burst of a few hundred clients at once can
-/// overflow it; 1 MiB holds 2,520 small datagrams or 910 of 1,400 bytes (measured on Linux 6.18).
-/// Not more: under overload the queue stays full, and a deeper one only adds queueing delay and cache
-/// misses (4 MiB cost 5-8% more CPU per reply than 1 MiB with many clients at overload).
-pub const DEFAULT_RCVBUF: usize = 1 << 20;
+/// 256 datagrams of up to 64 bytes, so a burst of a few hundred clients at once can overflow it;
+/// 512 KiB holds 1,260 small datagrams or 455 of 1,400 bytes (measured on Linux 6.18), and a burst of
+/// 1,000 clients sending 10 each to two workers lost none. Not more: under overload the queue stays
+/// full, and a deeper one only adds queueing delay and cache misses (with many clients at overload,
+/// 1 MiB cost 6-11% more CPU per reply at 64 bytes than 512 KiB, and 4 MiB more again).
+pub const DEFAULT_RCVBUF: usize = 512 << 10;
 
 /// Asks for [`DEFAULT_RCVBUF`] (forcing past `net.core.rmem_max` when privileged); when the kernel caps
 /// it, one notice names the sysctl. Never shrinks a larger system default.

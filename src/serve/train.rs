@@ -23,12 +23,39 @@ pub struct Destination {
 
 /// What every reply to one received buffer shares: where it goes, which received buffer it answers (the
 /// worker numbers them: replies of one `group` share destination and receive time), and when that
-/// buffer arrived (for latency).
+/// buffer arrived and what its latency weighs ([`Stamp`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ReplyTo {
     pub destination: Destination,
     pub group: u64,
+    pub stamp: Stamp,
+}
+
+/// A reply's place in the latency histogram: when its request arrived, and how many replies its
+/// latency stands for. Weight 0 ([`Stamp::NONE`]): the request's batch was not sampled, nothing is
+/// recorded. Weight N > 1: the batch was one sampled in N while the worker was busy, so its latency is
+/// counted N times and the histogram keeps the weight of busy periods.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stamp {
     pub rx_time_ns: u64,
+    pub weight: u32,
+}
+
+impl Stamp {
+    /// Not sampled: no latency is recorded for this reply.
+    pub const NONE: Stamp = Stamp {
+        rx_time_ns: 0,
+        weight: 0,
+    };
+
+    /// Received at `rx_time_ns` (wall-clock nanoseconds), standing for `weight` replies.
+    pub const fn measured(rx_time_ns: u64, weight: u32) -> Stamp {
+        Stamp { rx_time_ns, weight }
+    }
+
+    pub const fn is_sampled(self) -> bool {
+        self.weight > 0
+    }
 }
 
 /// Which buffer a reply's bytes lie in: the queue's own arena, or the receive buffer (a borrowed echo).
@@ -71,7 +98,7 @@ pub struct StagedRun {
     pub closed: bool,
     pub group: u64,
     pub destination: Destination,
-    pub rx_time_ns: u64,
+    pub stamp: Stamp,
 }
 
 impl StagedRun {
@@ -96,7 +123,7 @@ impl StagedRun {
             closed: !gso || bytes == 0 || bytes < count * segment,
             group: to.group,
             destination: to.destination,
-            rx_time_ns: to.rx_time_ns,
+            stamp: to.stamp,
         }
     }
 

@@ -11,9 +11,6 @@ use super::queue::ReplyQueue;
 use crate::stats::WorkerStats;
 use crate::sys::{self, SendScratch};
 
-/// The receive time of a reply whose request was not in a latency-sampled batch: no latency recorded.
-pub const NOT_SAMPLED: u64 = 0;
-
 /// How long to wait before resending after `ENOBUFS`, which no readiness event announces.
 const NOBUFS_RETRY: Duration = Duration::from_millis(1);
 
@@ -83,9 +80,13 @@ impl Transmitter {
                     self.on_sent(head_is_train, stats);
                     let done = if self.timestamps {
                         let now_ns = realtime_ns();
-                        self.queue.complete(sent, |rx_ns, n| {
-                            if rx_ns != NOT_SAMPLED {
-                                stats.record_latency(now_ns.saturating_sub(rx_ns), n)
+                        self.queue.complete(sent, |stamp, n| {
+                            if stamp.is_sampled() {
+                                stats.record_latency(
+                                    now_ns.saturating_sub(stamp.rx_time_ns),
+                                    n,
+                                    u64::from(stamp.weight),
+                                )
                             }
                         })
                     } else {

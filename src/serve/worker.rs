@@ -47,7 +47,7 @@ pub struct WorkerParts {
     pub cpu: Option<usize>,
     pub batch: usize,
     pub max_datagram: usize,
-    /// Kernel receive timestamps on one receive batch in this many (1: all).
+    /// Kernel receive timestamps on one busy receive in this many (1: all); see [`Sampling`].
     pub latency_sample: usize,
     pub handler: Box<dyn Handler>,
     pub guard: Guard,
@@ -78,7 +78,7 @@ pub(super) struct Worker {
     pub last_kernel_drops: u32,
     /// Numbers received buffers, so the reply queue can tell replies of one buffer apart cheaply.
     pub next_group: u64,
-    /// Latency sampling: one receive batch in `latency_sample` gets kernel timestamps.
+    /// Latency sampling: which receives get kernel timestamps, and what their replies weigh.
     pub sampling: Sampling,
 }
 
@@ -94,43 +94,79 @@ enum Batch {
     Several,
 }
 
-/// Which receive batches carry kernel timestamps (`--latency-sample N`): the socket's `SO_TIMESTAMPNS`
-/// is switched on before every Nth receive and off before the next, so the kernel writes the
-/// timestamp control message only on sampled batches. (The server keeps one socket with timestamps
-/// on for its whole life, so the kernel stamps every packet on arrival whatever this socket says, and a
-/// sampled datagram's latency still includes its time queued in the socket.)
+/// Which receive batches carry kernel timestamps (`--latency-sample N`), and what their latency weighs.
+///
+/// A receive that follows a receive of several datagrams is a busy one: the worker is emptying a queue.
+/// One busy receive in N is stamped and each of its replies weighs N, so the histogram keeps the share
+/// of busy periods and its count still estimates the replies sent. Every other receive (the first after
+/// a wake-up, or after a receive of one datagram) is stamped and weighs 1, so a quiet worker
+/// (ping-pong, low rates) measures every reply. The socket's `SO_TIMESTAMPNS` is switched only when the
+/// next receive needs the other setting. (The server keeps one socket with timestamps on for its whole
+/// life, so the kernel stamps every packet on arrival whatever this socket says, and a sampled
+/// datagram's latency still includes its time queued in the socket.)
 pub struct Sampling {
-    pub every: u64,
-    batches: u64,
+    every: u64,
+    /// Busy receives that brought datagrams so far (the turn of the next one).
+    busy_receives: u64,
+    /// The last receive brought several datagrams: the next one is busy.
+    busy: bool,
+    /// The socket's timestamps are on.
     on: bool,
 }
 
+/// What [`Sampling`] says about the next receive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct SampleDecision {
+    /// Switch the socket's timestamps to this before receiving (`None`: leave them as they are).
+    switch: Option<bool>,
+    /// How many replies each stamped reply of this receive stands for.
+    weight: u32,
+}
+
 impl Sampling {
-    pub fn new(every: usize, on: bool) -> Sampling {
+    /// Every receive stamped when `every` is 1 or the socket has no kernel timestamps (nothing to switch).
+    pub fn new(every: usize, timestamps: bool) -> Sampling {
+        let every = if timestamps { every.max(1) } else { 1 };
         Sampling {
-            every: every.max(1) as u64,
-            batches: 0,
-            on,
+            every: every as u64,
+            busy_receives: 0,
+            busy: false,
+            on: timestamps,
         }
     }
 
-    /// Before a receive: whether the socket's timestamp switch must change, and to what.
+    /// Before a receive.
     #[inline]
-    fn before_receive(&mut self) -> Option<bool> {
+    fn before_receive(&mut self) -> SampleDecision {
         if self.every == 1 {
-            return None;
+            return SampleDecision {
+                switch: None,
+                weight: 1,
+            };
         }
-        let want = self.batches.is_multiple_of(self.every);
-        (want != self.on).then(|| {
+        let (want, weight) = if self.busy {
+            (
+                self.busy_receives.is_multiple_of(self.every),
+                self.every as u32,
+            )
+        } else {
+            (true, 1)
+        };
+        let switch = (want != self.on).then(|| {
             self.on = want;
             want
-        })
+        });
+        SampleDecision { switch, weight }
     }
 
-    /// After a receive that brought datagrams (empty receives do not count as batches).
+    /// After a receive that brought `datagrams` (0: the socket was dry; an empty receive does not take
+    /// a busy receive's turn).
     #[inline]
-    fn received_batch(&mut self) {
-        self.batches += 1;
+    fn after_receive(&mut self, datagrams: usize) {
+        if self.busy && datagrams > 0 {
+            self.busy_receives += 1;
+        }
+        self.busy = datagrams > 1;
     }
 }
 
@@ -305,7 +341,8 @@ impl Worker {
 
     /// Receives one batch and answers it.
     fn receive_batch(&mut self) -> Batch {
-        if let Some(on) = self.sampling.before_receive() {
+        let sample = self.sampling.before_receive();
+        if let Some(on) = sample.switch {
             // A failed switch only changes which batches are sampled.
             let _ = nix::sys::socket::setsockopt(
                 &self.socket,
@@ -317,8 +354,8 @@ impl Worker {
         self.stats.current.counters.tx_backpressure += refill.dropped_replies;
         match refill.received {
             Ok(count) => {
-                self.sampling.received_batch();
-                self.respond(count);
+                self.sampling.after_receive(count);
+                self.respond(count, sample.weight);
                 self.flush();
                 if count <= 1 {
                     Batch::One
@@ -326,7 +363,10 @@ impl Worker {
                     Batch::Several
                 }
             }
-            Err(error) if error.kind() == io::ErrorKind::WouldBlock => Batch::Empty,
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                self.sampling.after_receive(0);
+                Batch::Empty
+            }
             // Interrupted, or a pending socket error: more may be queued behind it.
             Err(error) if error.kind() == io::ErrorKind::Interrupted => Batch::Several,
             Err(error) => {
@@ -366,20 +406,32 @@ impl Worker {
 
 #[cfg(test)]
 mod tests {
-    use super::Sampling;
+    use super::{SampleDecision, Sampling};
+
+    /// One receive that brings `datagrams`: the switch before it and its weight.
+    fn receive(sampling: &mut Sampling, datagrams: usize) -> (Option<bool>, u32) {
+        let SampleDecision { switch, weight } = sampling.before_receive();
+        sampling.after_receive(datagrams);
+        (switch, weight)
+    }
 
     #[test]
-    fn sampling_switches_timestamps_on_for_one_batch_in_n() {
-        let mut every_batch = Sampling::new(1, true);
-        assert!((0..10).all(|_| every_batch.before_receive().is_none()));
-        let mut one_in_four = Sampling::new(4, true);
-        let batch = |sampling: &mut Sampling| {
-            let switch = sampling.before_receive();
-            sampling.received_batch();
-            switch
-        };
-        let switches: Vec<Option<bool>> = (0..9).map(|_| batch(&mut one_in_four)).collect();
-        // Batch 0 is sampled (already on), 1-3 off, 4 on, 5-7 off, 8 on: two switches per period.
+    fn every_receive_is_stamped_at_one_in_one_or_without_timestamps() {
+        for mut sampling in [Sampling::new(1, true), Sampling::new(16, false)] {
+            for datagrams in [8, 8, 0, 1, 8] {
+                assert_eq!(receive(&mut sampling, datagrams), (None, 1));
+            }
+        }
+    }
+
+    #[test]
+    fn a_busy_worker_stamps_one_receive_in_n_and_weighs_it_n() {
+        let mut sampling = Sampling::new(4, true);
+        // The first receive follows no full one: stamped, weight 1.
+        assert_eq!(receive(&mut sampling, 8), (None, 1));
+        let busy: Vec<_> = (0..9).map(|_| receive(&mut sampling, 8)).collect();
+        // Busy receive 0 is sampled (timestamps still on), 1-3 off, 4 on, 5-7 off, 8 on: each weighs 4.
+        let switches: Vec<_> = busy.iter().map(|(switch, _)| *switch).collect();
         assert_eq!(
             switches,
             [
@@ -394,5 +446,34 @@ mod tests {
                 Some(true)
             ]
         );
+        assert!(busy.iter().all(|(_, weight)| *weight == 4));
+    }
+
+    #[test]
+    fn a_receive_after_a_dry_or_single_one_is_stamped_and_weighs_one() {
+        let mut sampling = Sampling::new(8, true);
+        assert_eq!(receive(&mut sampling, 8), (None, 1));
+        assert_eq!(receive(&mut sampling, 8), (None, 8));
+        assert_eq!(receive(&mut sampling, 0), (Some(false), 8));
+        // The socket ran dry (the worker slept): stamped, whatever the busy count says.
+        assert_eq!(receive(&mut sampling, 1), (Some(true), 1));
+        // Ping-pong: one datagram per receive, every one stamped, no switching.
+        assert_eq!(receive(&mut sampling, 1), (None, 1));
+        assert_eq!(receive(&mut sampling, 8), (None, 1));
+        // Busy again: the count goes on from where it was (busy receive 1 of 8: not sampled).
+        assert_eq!(receive(&mut sampling, 8), (Some(false), 8));
+    }
+
+    #[test]
+    fn an_empty_receive_does_not_take_the_sampled_turn() {
+        let mut sampling = Sampling::new(2, true);
+        receive(&mut sampling, 8);
+        assert_eq!(receive(&mut sampling, 8), (None, 2));
+        assert_eq!(receive(&mut sampling, 8), (Some(false), 2));
+        // The sampled turn comes up, but an interrupted receive brings nothing and changes nothing...
+        assert_eq!(sampling.before_receive().switch, Some(true));
+        // ...so the next receive with datagrams is still the sampled one.
+        assert_eq!(receive(&mut sampling, 8), (None, 2));
+        assert_eq!(receive(&mut sampling, 8), (Some(false), 2));
     }
 }

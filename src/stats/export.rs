@@ -35,6 +35,15 @@ fn latency_us(histogram: &Histogram<u64>) -> Value {
     Value::Object(out)
 }
 
+/// [`latency_us`] plus `stamped`: how many replies' latency was measured (fewer than `count` when sampled).
+fn summary_latency_us(total: &WorkerStats) -> Value {
+    let mut value = latency_us(&total.latency_ns);
+    if let Value::Object(out) = &mut value {
+        out.insert("stamped".into(), json!(total.latency_stamped));
+    }
+    value
+}
+
 fn counters(counters: &Counters) -> Map<String, Value> {
     counters
         .fields()
@@ -77,7 +86,7 @@ pub fn summary_json(summary: &Summary, settings: Value) -> String {
         "settings": settings,
         "workers": workers,
         "total": counters(&total.counters),
-        "latency_us": latency_us(&total.latency_ns),
+        "latency_us": summary_latency_us(total),
         "batches": {
             "calls": total.batch_sizes.len(),
             "mean": if total.batch_sizes.is_empty() { 0.0 } else { total.batch_sizes.mean() },
@@ -152,7 +161,7 @@ mod tests {
         stats.counters.rx = 10;
         stats.counters.tx = 9;
         stats.counters.no_reply = 1;
-        stats.record_latency(20_000, 9);
+        stats.record_latency(20_000, 9, 1);
         stats.record_batch(10);
         stats
     }

@@ -170,7 +170,7 @@ mod tests {
         let (reporter, mut links) = channel(2, Duration::from_secs(3600), Instant::now());
         links[0].current.counters.rx = 5;
         links[0].current.counters.tx = 5;
-        links[0].current.record_latency(2_000, 5);
+        links[0].current.record_latency(2_000, 5, 1);
         links[0].publish();
         links[0].current.counters.rx = 1;
         links[0].current.counters.no_reply = 1;

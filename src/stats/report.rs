@@ -156,8 +156,8 @@ mod tests {
         c.unsent_at_exit = 13;
         c.kernel_rx_overflow = 99;
         c.gro_trains = 4;
-        stats.record_latency(12_345, 100);
-        stats.record_latency(99_000, 3);
+        stats.record_latency(12_345, 100, 1);
+        stats.record_latency(99_000, 3, 1);
         stats.record_batch(17);
         stats.record_batch(3);
         stats

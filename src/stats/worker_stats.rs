@@ -21,6 +21,9 @@ pub struct WorkerStats {
     pub counters: Counters,
     /// In-server latency of answered datagrams, nanoseconds: kernel receive time to `sendmmsg` return.
     pub latency_ns: Histogram<u64>,
+    /// Replies whose own latency was measured. Equal to the histogram's count unless latency is sampled
+    /// (`--latency-sample`), where each measured reply of a busy worker stands for several.
+    pub latency_stamped: u64,
     /// Datagrams per receive call.
     pub batch_sizes: Histogram<u64>,
 }
@@ -30,17 +33,21 @@ impl Default for WorkerStats {
         WorkerStats {
             counters: Counters::default(),
             latency_ns: latency_histogram(),
+            latency_stamped: 0,
             batch_sizes: Histogram::new_with_bounds(1, 1 << 20, 2).expect("static bounds"),
         }
     }
 }
 
 impl WorkerStats {
+    /// Records the latency of `datagrams` replies, each standing for `weight` replies (1 unless the
+    /// latency is sampled).
     #[inline]
-    pub fn record_latency(&mut self, latency_ns: u64, datagrams: u64) {
+    pub fn record_latency(&mut self, latency_ns: u64, datagrams: u64, weight: u64) {
+        self.latency_stamped += datagrams;
         let _ = self
             .latency_ns
-            .record_n(latency_ns.clamp(1, LATENCY_MAX_NS), datagrams);
+            .record_n(latency_ns.clamp(1, LATENCY_MAX_NS), datagrams * weight);
     }
 
     #[inline]
@@ -51,12 +58,14 @@ impl WorkerStats {
     pub fn merge(&mut self, other: &WorkerStats) {
         self.counters.add(&other.counters);
         let _ = self.latency_ns.add(&other.latency_ns);
+        self.latency_stamped += other.latency_stamped;
         let _ = self.batch_sizes.add(&other.batch_sizes);
     }
 
     pub fn reset(&mut self) {
         self.counters = Counters::default();
         self.latency_ns.reset();
+        self.latency_stamped = 0;
         self.batch_sizes.reset();
     }
 }
