@@ -65,6 +65,12 @@ fn json_format_prints_parseable_interval_and_summary_objects() {
     assert_eq!(summary["total"]["rx_bytes"], 14);
     assert_eq!(summary["accounting_holds"], true);
     assert_eq!(summary["latency_us"]["count"], 7);
+    // One request at a time: every reply is stamped, none stands for others.
+    assert_eq!(summary["latency_us"]["stamped"], 7);
+    assert_eq!(
+        summary["settings"]["latency_sample"],
+        udpd::config::DEFAULT_LATENCY_SAMPLE
+    );
     assert_eq!(summary["settings"]["listen"], server.to_string());
     assert_eq!(finished.code, 0, "{}", finished.stderr);
 }
