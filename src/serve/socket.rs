@@ -205,8 +205,9 @@ fn configure(
 /// 256 datagrams of up to 64 bytes, so a burst of a few hundred clients at once can overflow it;
 /// 512 KiB holds 1,260 small datagrams or 455 of 1,400 bytes (measured on Linux 6.18), and a burst of
 /// 1,000 clients sending 10 each to two workers lost none. Not more: under overload the queue stays
-/// full, and a deeper one only adds queueing delay and cache misses (with many clients at overload,
-/// 1 MiB cost 6-11% more CPU per reply at 64 bytes than 512 KiB, and 4 MiB more again).
+/// full, and a deeper one only adds queueing delay and cache misses (with many clients at overload, two
+/// sets of 5 runs: 512 KiB took 11 % less CPU per reply than 1 MiB at 64 bytes, 0-6 % at 1,400 bytes;
+/// 4 MiB cost more again).
 pub const DEFAULT_RCVBUF: usize = 512 << 10;
 
 /// Asks for [`DEFAULT_RCVBUF`] (forcing past `net.core.rmem_max` when privileged); when the kernel caps
