@@ -96,7 +96,7 @@ enum Batch {
 
 /// Which receive batches carry kernel timestamps (`--latency-sample N`), and what their latency weighs.
 ///
-/// A receive that follows a receive of several datagrams is a busy one: the worker is emptying a queue.
+/// A receive that follows a receive of several datagrams (`Batch::Several`) is a busy one: the worker is emptying a queue.
 /// One busy receive in N is stamped and each of its replies weighs N, so the histogram keeps the share
 /// of busy periods and its count still estimates the replies sent. Every other receive (the first after
 /// a wake-up, or after a receive of one datagram) is stamped and weighs 1, so a quiet worker
@@ -159,14 +159,14 @@ impl Sampling {
         SampleDecision { switch, weight }
     }
 
-    /// After a receive that brought `datagrams` (0: the socket was dry; an empty receive does not take
-    /// a busy receive's turn).
+    /// After a receive that brought datagrams or found the socket dry (an empty receive does not take
+    /// a busy receive's turn; a failed one is not reported here and changes nothing).
     #[inline]
-    fn after_receive(&mut self, datagrams: usize) {
-        if self.busy && datagrams > 0 {
+    fn after_receive(&mut self, batch: Batch) {
+        if self.busy && batch != Batch::Empty {
             self.busy_receives += 1;
         }
-        self.busy = datagrams > 1;
+        self.busy = batch == Batch::Several;
     }
 }
 
@@ -354,17 +354,18 @@ impl Worker {
         self.stats.current.counters.tx_backpressure += refill.dropped_replies;
         match refill.received {
             Ok(count) => {
-                self.sampling.after_receive(count);
-                self.respond(count, sample.weight);
-                self.flush();
-                if count <= 1 {
+                let batch = if count <= 1 {
                     Batch::One
                 } else {
                     Batch::Several
-                }
+                };
+                self.sampling.after_receive(batch);
+                self.respond(count, sample.weight);
+                self.flush();
+                batch
             }
             Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
-                self.sampling.after_receive(0);
+                self.sampling.after_receive(Batch::Empty);
                 Batch::Empty
             }
             // Interrupted, or a pending socket error: more may be queued behind it.
@@ -406,12 +407,16 @@ impl Worker {
 
 #[cfg(test)]
 mod tests {
-    use super::{SampleDecision, Sampling};
+    use super::{Batch, SampleDecision, Sampling};
 
-    /// One receive that brings `datagrams`: the switch before it and its weight.
+    /// One receive that brings `datagrams` (0: the socket was dry): the switch before it and its weight.
     fn receive(sampling: &mut Sampling, datagrams: usize) -> (Option<bool>, u32) {
         let SampleDecision { switch, weight } = sampling.before_receive();
-        sampling.after_receive(datagrams);
+        sampling.after_receive(match datagrams {
+            0 => Batch::Empty,
+            1 => Batch::One,
+            _ => Batch::Several,
+        });
         (switch, weight)
     }
 
