@@ -76,14 +76,18 @@ pub fn can_bind(addr: &str) -> bool {
 
 /// Waits (bounded) until every UDP socket bound to `addr` (IP and port) has an empty receive queue, per
 /// `/proc/net/udp{,6}`. Used where no reply can tell the test that the daemon has read what was sent
-/// (`--handler discard`). The short sleep only paces re-reading a kernel counter under a deadline.
+/// (`--handler discard`). The short sleep only paces re-reading a kernel counter under a deadline. A read
+/// that does not list the socket is read again: `/proc/net/udp` is read in chunks, and a chunk boundary
+/// can skip a socket while other tests open and close theirs.
 pub fn wait_receive_queue_empty(addr: SocketAddr, timeout: Duration) {
     let deadline = Instant::now() + timeout;
     loop {
-        let queued = receive_queue_bytes(addr);
-        match queued {
+        match receive_queue_bytes(addr) {
             Some(0) => return,
-            None => panic!("no socket bound to {addr} in /proc/net/udp"),
+            None => assert!(
+                Instant::now() < deadline,
+                "no socket bound to {addr} in /proc/net/udp for {timeout:?}"
+            ),
             Some(bytes) => assert!(
                 Instant::now() < deadline,
                 "the daemon left {bytes} bytes unread in its receive queue for {timeout:?}"
