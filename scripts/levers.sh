@@ -6,7 +6,9 @@
 #
 # A variant is NAME=ARGS: `udpd serve` with ARGS after the listen address
 # (NAME@PATH=ARGS takes the udpd binary at PATH instead). The listen address is
-# 0.0.0.0:PORT (udpd's default) unless ARGS names --listen. The minimal loop
+# 0.0.0.0:PORT (udpd's default) unless ARGS names --listen. NAME@minimal=ENV
+# runs the minimal loop instead, with ENV (space-separated VAR=VALUE, see
+# scripts/peers/minimal_echo.c) in its environment. The minimal loop
 # (scripts/peers/minimal_echo.c, plain mode) is always measured as
 # `minimal-plain`.
 #
@@ -87,6 +89,11 @@ start_variant() {
   head=${spec%%=*}
   args=${spec#*=}
   NAME=${head%%@*}
+  if [[ $head == *@minimal ]]; then
+    # shellcheck disable=SC2086  # ARGS is a list of VAR=VALUE
+    start_server "$NAME" "$SERVER_CPUS" line "$port" env $args "$MINIMAL_ECHO" "$port" plain 64 "$WORKERS"
+    return
+  fi
   [[ $head == *@* ]] && binary=${head#*@}
   args=${args//PORT/$port}
   local listen=(--listen "0.0.0.0:$port") pin

@@ -1034,3 +1034,50 @@ fn a_busy_worker_stamps_one_receive_in_n_and_weighs_it_n() {
         summary.stdout
     );
 }
+
+/// An idle worker sleeps in its blocking receive (the kernel's datagram wait), not in its poll set
+/// (`epoll_wait`): one syscall per wake-up. Read from each worker thread's `/proc/.../wchan`.
+#[test]
+fn an_idle_worker_sleeps_in_its_receive_not_in_its_poll_set() {
+    let daemon = Daemon::start_v4(2, &[]);
+    let client = client_for(daemon.addr);
+    assert_eq!(round_trip(&client, daemon.addr, b"wake"), b"wake");
+    let tasks = format!("/proc/{}/task", daemon.pid());
+    let workers: Vec<_> = std::fs::read_dir(&tasks)
+        .expect("list the daemon's threads")
+        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+        .filter(|task| {
+            std::fs::read_to_string(task.join("comm"))
+                .is_ok_and(|name| name.starts_with("udpd-worker-"))
+        })
+        .collect();
+    assert_eq!(workers.len(), 2, "two worker threads in {tasks}");
+    let wchan = |task: &std::path::Path| std::fs::read_to_string(task.join("wchan")).ok();
+    if workers
+        .iter()
+        .any(|task| wchan(task).is_none_or(|seen| seen.is_empty() || seen == "0"))
+    {
+        skip_or_fail("this kernel does not show where a thread sleeps (/proc/PID/task/TID/wchan)");
+        return;
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    for task in &workers {
+        // A worker wakes every few milliseconds (its receive timeout) to look at the clock: look until
+        // it is caught asleep.
+        loop {
+            let seen = wchan(task).unwrap_or_default();
+            if seen.contains("wait_for_more_packets") {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} sleeps in {seen:?}, not in a receive",
+                task.display()
+            );
+            thread::sleep(Duration::from_millis(1));
+        }
+    }
+    let summary = daemon.stop();
+    summary.assert_total("tx", 1);
+    summary.assert_accounting_holds();
+}

@@ -24,6 +24,8 @@
  *   MINIMAL_PKTINFO=1      IP_PKTINFO on every datagram received, and each reply
  *                          sent from the address its request came to
  *   MINIMAL_TIMESTAMPS=1   SO_TIMESTAMPNS on every datagram received (unread)
+ *   MINIMAL_REUSEPORT=1    SO_REUSEPORT even with one thread (udpd sets it on
+ *                          every worker socket)
  *
  * Binds 0.0.0.0:PORT, prints "listening on 0.0.0.0:PORT" (flushed), exits 0
  * on SIGTERM/SIGINT.  Build: gcc -O2 -pthread -o minimal_echo minimal_echo.c
@@ -261,7 +263,7 @@ int main(int argc, char **argv) {
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
 
-    int fd = open_socket(port, threads > 1);
+    int fd = open_socket(port, threads > 1 || getenv("MINIMAL_REUSEPORT") != NULL);
     if (fd < 0) return 1;
     struct sockaddr_in a;
     socklen_t al = sizeof a;

@@ -21,7 +21,7 @@ use super::Plan;
 use crate::serve::segments::Received;
 use crate::stats::latency_histogram;
 use crate::sys::limits::{GRO_SLOT, GSO_MAX_BYTES, GSO_MAX_SEGMENTS};
-use crate::sys::{recv_batch, RecvInfo, RecvScratch};
+use crate::sys::{recv_batch, RecvInfo, RecvScratch, Wait};
 
 /// `recvmmsg` calls per flow per loop turn, so one busy flow cannot starve the others or the sender.
 const RECV_ROUNDS: usize = 4;
@@ -355,6 +355,7 @@ fn receive_flow(
             &mut inbox.buffer,
             inbox.slot,
             &mut inbox.infos,
+            Wait::No,
         ) {
             Ok(count) => {
                 busy = true;

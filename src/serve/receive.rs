@@ -6,7 +6,7 @@ use std::os::fd::BorrowedFd;
 
 use super::queue::ReplyQueue;
 use super::segments::Received;
-use crate::sys::{self, RecvInfo, RecvScratch};
+use crate::sys::{self, RecvInfo, RecvScratch, Wait};
 
 /// `batch` slots of `slot_size` bytes, and the kernel's account of the last `recvmmsg` into them.
 ///
@@ -48,8 +48,9 @@ impl ReceiveBuffer {
         }
     }
 
-    /// Detaches what `queue` still borrows from the old bytes, then receives one batch.
-    pub fn receive(&mut self, fd: BorrowedFd<'_>, queue: &mut ReplyQueue) -> Refill {
+    /// Detaches what `queue` still borrows from the old bytes, then receives one batch (waiting for its
+    /// first datagram as `wait` says).
+    pub fn receive(&mut self, fd: BorrowedFd<'_>, queue: &mut ReplyQueue, wait: Wait) -> Refill {
         let dropped_replies = if queue.borrows_received() {
             queue.detach_borrowed(&self.bytes)
         } else {
@@ -61,6 +62,7 @@ impl ReceiveBuffer {
             &mut self.bytes,
             self.slot_size,
             &mut self.infos[..self.next_slots],
+            wait,
         );
         if let Ok(count @ 1..) = received {
             let bytes: usize = self.infos[..count].iter().map(|info| info.len).sum();

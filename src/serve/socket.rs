@@ -3,6 +3,7 @@
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::sys::socket::{
@@ -29,7 +30,13 @@ pub struct SocketFeatures {
     pub drops_on_demand: bool,
 }
 
-/// A bound, non-blocking worker socket.
+/// How long a worker waits in one blocking receive (`SO_RCVTIMEO`) before it looks at its clock (interval
+/// reports) and the stop flag again; at most the report interval.
+pub const IDLE_WAIT: Duration = Duration::from_millis(20);
+
+/// A bound worker socket, in blocking mode: the worker's every call says whether it may wait
+/// (`MSG_DONTWAIT` otherwise), and only a receive by an idle worker waits, for at most the socket's
+/// receive timeout.
 pub struct WorkerSocket {
     pub socket: UdpSocket,
     pub local: SocketAddr,
@@ -49,18 +56,13 @@ pub fn open(
     } else {
         AddressFamily::Inet6
     };
-    let fd: OwnedFd = socket(
-        family,
-        SockType::Datagram,
-        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
-        None,
-    )
-    .map_err(|errno| {
-        Error::io(
-            format!("cannot create a UDP socket: {}", errno.desc()),
-            errno.into(),
-        )
-    })?;
+    let fd: OwnedFd =
+        socket(family, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None).map_err(|errno| {
+            Error::io(
+                format!("cannot create a UDP socket: {}", errno.desc()),
+                errno.into(),
+            )
+        })?;
     setsockopt(&fd, sockopt::ReusePort, &true).map_err(|errno| {
         Error::runtime(format!(
             "cannot set SO_REUSEPORT: {} (udpd needs Linux 3.9 or later)",
@@ -100,9 +102,9 @@ pub fn adopt(
         )));
     }
     let socket = UdpSocket::from(fd);
-    socket.set_nonblocking(true).map_err(|e| {
+    socket.set_nonblocking(false).map_err(|e| {
         Error::io(
-            format!("cannot make an inherited socket non-blocking: {e}"),
+            format!("cannot put an inherited socket in blocking mode: {e}"),
             e,
         )
     })?;
@@ -149,6 +151,21 @@ fn configure(
     warnings: &mut Vec<String>,
 ) -> Result<WorkerSocket> {
     let addr = local;
+    let idle_wait = IDLE_WAIT.min(config.interval).max(Duration::from_millis(1));
+    setsockopt(
+        &fd,
+        sockopt::ReceiveTimeout,
+        &nix::sys::time::TimeVal::from(libc::timeval {
+            tv_sec: 0,
+            tv_usec: idle_wait.as_micros() as libc::suseconds_t,
+        }),
+    )
+    .map_err(|errno| {
+        Error::runtime(format!(
+            "cannot set a receive timeout (SO_RCVTIMEO) on a worker socket: {}",
+            errno.desc()
+        ))
+    })?;
     // The drop counter, read once per interval; only kernels without SO_MEMINFO attach it to every
     // datagram instead (a control message per datagram that the batch does not need).
     let mut features = SocketFeatures {

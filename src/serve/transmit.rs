@@ -46,6 +46,12 @@ pub struct Transmitter {
 }
 
 impl Transmitter {
+    /// Whether replies wait for something other than the next datagram: write space (asked for in the
+    /// poll set) or a retry timer. Only then does an idle worker sleep in its poll set.
+    pub fn is_waiting(&self) -> bool {
+        self.write_blocked || self.retry_at.is_some()
+    }
+
     pub fn new(index: usize, queue: ReplyQueue, timestamps: bool) -> Transmitter {
         Transmitter {
             index,

@@ -1,11 +1,12 @@
-//! Whether a worker's socket is in its `mio` poll set: only while the worker sleeps.
+//! Whether a worker's socket is in its `mio` poll set: only while the worker sleeps with replies waiting
+//! for write space or a retry timer (otherwise it sleeps in a blocking receive).
 //!
 //! A socket in an epoll set carries a wait-queue entry, and the kernel takes that queue's lock for every
 //! send buffer it frees (`sock_wfree` → write-space wake-up), whether or not write readiness was asked
 //! for: one lock per reply sent, about 2% of the CPU a reply costs with many clients. So a busy worker
-//! takes its socket out of the set and receives until the socket is empty; only before it sleeps does
-//! it put the socket back, with the interest it then needs. Adding a socket to an epoll set reports the
-//! readiness it already has, so nothing that arrived in between is missed.
+//! takes its socket out of the set and receives until the socket is empty; only before it sleeps with
+//! replies waiting does it put the socket back, with the interest it then needs. Adding a socket to an
+//! epoll set reports the readiness it already has, so nothing that arrived in between is missed.
 
 use std::io;
 

@@ -2,7 +2,9 @@
 //!
 //! The hot path per batch: one `recvmmsg` ([`ReceiveBuffer::receive`]), the guard and the handler over
 //! its datagrams (`respond`), one seal (grouping into trains) and normally one `sendmmsg`
-//! ([`Transmitter::flush`]). Nothing is allocated, locked or shared per datagram: counters and
+//! ([`Transmitter::flush`]). A busy worker receives until its socket runs dry; an idle one sleeps in a
+//! blocking receive, and only in its `mio` poll set while replies wait for write space or a retry
+//! timer. Nothing is allocated, locked or shared per datagram: counters and
 //! histograms are the worker's own and are handed to the reporter at interval boundaries.
 
 use std::io;
@@ -23,6 +25,7 @@ use super::watch::SocketWatch;
 use crate::handler::Handler;
 use crate::stats::StatsLink;
 use crate::sys::limits::GRO_SLOT;
+use crate::sys::Wait;
 
 pub const SOCKET: Token = Token(0);
 pub const WAKER: Token = Token(1);
@@ -67,7 +70,8 @@ pub(super) struct Worker {
     pub max_datagram: usize,
     pub rx: ReceiveBuffer,
     pub tx: Transmitter,
-    /// Whether the socket is in the poll set (only while the worker sleeps).
+    /// Whether the socket is in the poll set (only while the worker sleeps with replies waiting for
+    /// write space or a retry timer).
     pub watch: SocketWatch,
     pub handler: Box<dyn Handler>,
     pub guard: Guard,
@@ -260,8 +264,20 @@ impl Worker {
                 busy = self.receive_some(FAIRNESS_BATCHES);
                 continue;
             }
-            // About to sleep: the socket goes back into the poll set, asking for write space too while
-            // replies wait for it. Being added reports what is already queued, so nothing is missed.
+            if !self.tx.is_waiting() {
+                // Nothing to wait for but datagrams and the clock: sleep in the receive itself, for at
+                // most the socket's receive timeout (`socket::IDLE_WAIT`). One syscall per wake-up,
+                // where the poll set costs three (add, wait, take out again) and a wait-queue entry
+                // that every sent datagram's freed buffer locks.
+                if self.watch.is_watched() {
+                    let _ = self.watch.unwatch(poll.registry(), &mut self.socket);
+                }
+                busy = self.receive_batch(Wait::ForOne) == Batch::Several;
+                continue;
+            }
+            // Replies wait for write space or a retry timer: the worker sleeps in its poll set, asking
+            // for write space while replies wait for it. Being added reports what is already queued,
+            // so nothing is missed.
             let interest = if self.tx.write_blocked {
                 Interest::READABLE | Interest::WRITABLE
             } else {
@@ -304,11 +320,10 @@ impl Worker {
             if writable {
                 self.flush();
             }
-            // A batch of one means a quiet socket (ping-pong): the socket stays in the poll set and the
-            // worker sleeps again, with no receive that would come back empty. A fuller batch means
-            // load: out of the poll set until the socket runs dry (a failure to take it out only leaves
-            // the write-space wake-ups in).
-            if readable && self.receive_batch() == Batch::Several {
+            // A batch of one means a quiet socket: the worker sleeps again, with no receive that would
+            // come back empty. A fuller batch means load: out of the poll set until the socket runs dry
+            // (a failure to take it out only leaves the write-space wake-ups in).
+            if readable && self.receive_batch(Wait::No) == Batch::Several {
                 let _ = self.watch.unwatch(poll.registry(), &mut self.socket);
                 busy = true;
             }
@@ -336,11 +351,11 @@ impl Worker {
     /// Handles up to `max_batches` receive batches; returns whether more may be queued (every batch
     /// brought several datagrams).
     fn receive_some(&mut self, max_batches: usize) -> bool {
-        (0..max_batches).all(|_| self.receive_batch() == Batch::Several)
+        (0..max_batches).all(|_| self.receive_batch(Wait::No) == Batch::Several)
     }
 
-    /// Receives one batch and answers it.
-    fn receive_batch(&mut self) -> Batch {
+    /// Receives one batch (waiting for its first datagram as `wait` says) and answers it.
+    fn receive_batch(&mut self, wait: Wait) -> Batch {
         let sample = self.sampling.before_receive();
         if let Some(on) = sample.switch {
             // A failed switch only changes which batches are sampled.
@@ -350,7 +365,9 @@ impl Worker {
                 &on,
             );
         }
-        let refill = self.rx.receive(self.socket.as_fd(), &mut self.tx.queue);
+        let refill = self
+            .rx
+            .receive(self.socket.as_fd(), &mut self.tx.queue, wait);
         self.stats.current.counters.tx_backpressure += refill.dropped_replies;
         match refill.received {
             Ok(count) => {

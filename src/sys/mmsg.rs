@@ -55,16 +55,28 @@ impl RecvScratch {
     }
 }
 
+/// Whether a receive may wait for its first datagram.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wait {
+    /// Take what is queued now (`MSG_DONTWAIT`), whatever the socket's blocking mode.
+    No,
+    /// On a blocking socket, wait for the first datagram (up to the socket's `SO_RCVTIMEO`), then take
+    /// what else is queued (`MSG_WAITFORONE`).
+    ForOne,
+}
+
 /// Receives up to `out.len()` datagrams in one `recvmmsg` call into consecutive `slot_size` slots of `buffer`.
 ///
-/// Returns how many arrived (at least one), or `WouldBlock` when none is queued. `buffer` must hold
-/// `out.len() * slot_size` bytes; the count is further capped by the scratch's capacity.
+/// Returns how many arrived (at least one), or `WouldBlock` when none is queued (with [`Wait::ForOne`]:
+/// none arrived before the socket's receive timeout). `buffer` must hold `out.len() * slot_size` bytes;
+/// the count is further capped by the scratch's capacity.
 pub fn recv_batch(
     fd: BorrowedFd<'_>,
     scratch: &mut RecvScratch,
     buffer: &mut [u8],
     slot_size: usize,
     out: &mut [RecvInfo],
+    wait: Wait,
 ) -> io::Result<usize> {
     // Every slot the buffer holds is prepared once; a receive may use fewer of them (`out.len()`).
     let slots = scratch.capacity().min(buffer.len() / slot_size.max(1));
@@ -104,11 +116,16 @@ pub fn recv_batch(
         }
         scratch.prepared_for = wanted;
     }
+    let flags = match wait {
+        Wait::No => libc::MSG_DONTWAIT,
+        Wait::ForOne => libc::MSG_WAITFORONE,
+    };
     // Argument by argument (recvmmsg(2)): `headers[..count]` are initialised, now or by an earlier call
     // for this very buffer address and slot size (`count <= slots`; the scratch's vectors never move:
     // they are allocated once). Each header points at its own name buffer (128 bytes, as `msg_namelen` says), its
     // own iovec (one slot of `buffer`, `slot_size` bytes) and its own aligned control buffer
-    // (`RECV_CMSG_SPACE` bytes, as `msg_controllen` says); `vlen` is `count`; a null timeout means none.
+    // (`RECV_CMSG_SPACE` bytes, as `msg_controllen` says); `vlen` is `count`; the flags are plain
+    // integers; a null timeout means none.
     // SAFETY: every pointer above is owned by `scratch` or `buffer`, both exclusively borrowed for the
     // whole call, so they stay valid and unaliased while the kernel writes through them.
     let received = syscall!(unsafe {
@@ -116,7 +133,7 @@ pub fn recv_batch(
             fd.as_raw_fd(),
             scratch.headers.as_mut_ptr(),
             count as libc::c_uint,
-            0,
+            flags,
             std::ptr::null_mut(),
         )
     })? as usize;
@@ -180,8 +197,9 @@ impl SendScratch {
 /// Sends `messages` (as many as fit in the scratch) with one `sendmmsg` call; payloads are the `ranges`
 /// (of `buffers`) that each message's iovec run names.
 ///
-/// Returns how many messages the kernel took (possibly fewer than given: the caller resends the rest), or
-/// the error of the first message. Messages whose iovec run lies outside `ranges`, or whose ranges lie
+/// Never waits for send buffer space (`MSG_DONTWAIT`, whatever the socket's blocking mode). Returns how
+/// many messages the kernel took (possibly fewer than given: the caller resends the rest), or the error
+/// of the first message. Messages whose iovec run lies outside `ranges`, or whose ranges lie
 /// outside their buffer, are refused with `InvalidInput` before anything is sent.
 pub fn send_batch(
     fd: BorrowedFd<'_>,
@@ -252,7 +270,8 @@ pub fn send_batch(
     // Argument by argument (sendmmsg(2)): `headers[..count]` were all initialised in the loop above. Each
     // points at its own name buffer holding `msg_namelen` valid bytes (or null with length 0), at
     // `msg_iovlen` iovecs inside `scratch.iovecs`, each covering a range bounds-checked against its
-    // buffer, and at its own aligned control buffer holding `msg_controllen` encoded bytes (or null with 0).
+    // buffer, and at its own aligned control buffer holding `msg_controllen` encoded bytes (or null with 0);
+    // the flags are a plain integer.
     // SAFETY: `buffers` are borrowed for the whole call and only read by the kernel; `scratch` is borrowed
     // exclusively, so nothing moves or frees what the headers point at; the kernel writes only `msg_len`.
     let sent = syscall!(unsafe {
@@ -260,7 +279,7 @@ pub fn send_batch(
             fd.as_raw_fd(),
             scratch.headers.as_mut_ptr(),
             count as libc::c_uint,
-            0,
+            libc::MSG_DONTWAIT,
         )
     })?;
     Ok(sent as usize)

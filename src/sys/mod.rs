@@ -14,7 +14,8 @@ use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 pub use mmsg::{
-    is_gso_refusal, recv_batch, send_batch, IoRange, OutMessage, RecvInfo, RecvScratch, SendScratch,
+    is_gso_refusal, recv_batch, send_batch, IoRange, OutMessage, RecvInfo, RecvScratch,
+    SendScratch, Wait,
 };
 pub use wire::{PeerAddr, RecvControl, SendControl};
 
