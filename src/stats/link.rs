@@ -75,6 +75,12 @@ pub struct Interval<'a> {
     pub totals: &'a [WorkerStats],
 }
 
+/// How long after each interval boundary the reporter prints the interval, so that the workers'
+/// hand-offs at the boundary are included: a worker must publish within this of the boundary.
+pub fn line_grace(interval: Duration) -> Duration {
+    (interval / 5).min(Duration::from_millis(100))
+}
+
 /// Creates the reporter and one link per worker.
 pub fn channel(workers: usize, interval: Duration, started: Instant) -> (Reporter, Vec<StatsLink>) {
     let (to_reporter, from_workers) = mpsc::channel();
@@ -115,8 +121,7 @@ impl Reporter {
     pub fn run(mut self, mut on_interval: impl FnMut(&Interval<'_>)) -> Summary {
         let mut running = self.totals.len();
         let mut next_line = 1u64;
-        // Print slightly after each boundary, so that workers' hand-offs at the boundary are included.
-        let grace = (self.interval / 5).min(Duration::from_millis(100));
+        let grace = line_grace(self.interval);
         while running > 0 {
             let due = self.started + self.interval * next_line as u32 + grace;
             let wait = due.saturating_duration_since(Instant::now());
