@@ -38,7 +38,12 @@ impl<'a> Received<'a> {
     /// How many datagrams the buffer holds: 1 for an empty datagram.
     #[inline]
     pub fn count(&self) -> usize {
-        self.bytes.len().div_ceil(self.stride).max(1)
+        // A lone datagram (the common case without GRO) needs no division.
+        if self.is_train() {
+            self.bytes.len().div_ceil(self.stride)
+        } else {
+            1
+        }
     }
 
     /// Whether the buffer holds more than one datagram (a coalesced train).

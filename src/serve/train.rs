@@ -152,6 +152,8 @@ impl StagedRun {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Train {
     pub destination: Destination,
+    /// `destination.peer`'s fingerprint: most destinations are told apart by it alone.
+    peer_key: u64,
     pub segment: u32,
     /// Datagrams (segments) in the train.
     pub count: u32,
@@ -235,9 +237,12 @@ impl Grouping {
 /// allow, else opens a new one (closing the old, so order per destination is kept).
 fn place(trains: &mut Vec<Train>, run: &StagedRun, gso: bool) -> u32 {
     let lookback_start = trains.len().saturating_sub(TRAIN_LOOKBACK);
+    let peer_key = run.destination.peer.fingerprint();
     for index in (lookback_start..trains.len()).rev() {
         let train = &mut trains[index];
-        if train.last_group != run.group && train.destination != run.destination {
+        let same_destination = train.last_group == run.group
+            || (train.peer_key == peer_key && train.destination == run.destination);
+        if !same_destination {
             continue;
         }
         let sizes_fit = if run.count == 1 {
@@ -264,6 +269,7 @@ fn place(trains: &mut Vec<Train>, run: &StagedRun, gso: bool) -> u32 {
     }
     trains.push(Train {
         destination: run.destination,
+        peer_key,
         segment: run.segment,
         count: run.count,
         bytes: run.bytes,

@@ -144,7 +144,11 @@ pub fn recv_batch(
         info.truncated = header.msg_flags & libc::MSG_TRUNC != 0;
         info.peer =
             PeerAddr::from_name(&scratch.names[i], header.msg_namelen as usize).unwrap_or_default();
-        info.control = wire::decode_recv_control(&scratch.controls[i].0, header.msg_controllen);
+        wire::decode_recv_control_into(
+            &scratch.controls[i].0,
+            header.msg_controllen,
+            &mut info.control,
+        );
     }
     Ok(received)
 }

@@ -39,22 +39,27 @@ const AF_INET: u16 = libc::AF_INET as u16;
 const AF_INET6: u16 = libc::AF_INET6 as u16;
 
 impl PeerAddr {
-    /// Copies the first `len` bytes of a kernel-filled address buffer; `None` when the length or family is not IP.
+    /// Copies the address out of a kernel-filled address buffer of which the kernel wrote `len` bytes:
+    /// a `sockaddr_in` (16 bytes) or a `sockaddr_in6` (28); `None` when the length or family is not IP.
+    #[inline]
     pub fn from_name(name: &NameBuf, len: usize) -> Option<PeerAddr> {
         if !(2..=PEER_LEN_MAX).contains(&len) {
             return None;
         }
         let family = u16::from_ne_bytes([name.0[0], name.0[1]]);
-        let valid = (family == AF_INET && len >= 16) || (family == AF_INET6 && len >= 28);
-        if !valid {
-            return None;
-        }
         let mut bytes = [0u8; PEER_LEN_MAX];
-        bytes[..len].copy_from_slice(&name.0[..len]);
-        Some(PeerAddr {
-            bytes,
-            len: len as u8,
-        })
+        // Fixed-size copies (no call to a copy of variable length); the rest stays zero, so equal
+        // addresses compare equal whatever the buffer held before.
+        let len = if family == AF_INET && len >= 16 {
+            bytes[..16].copy_from_slice(&name.0[..16]);
+            16
+        } else if family == AF_INET6 && len >= 28 {
+            bytes.copy_from_slice(&name.0[..28]);
+            28
+        } else {
+            return None;
+        };
+        Some(PeerAddr { bytes, len })
     }
 
     /// Encodes a standard socket address the way the kernel expects it in `msg_name`.
@@ -97,6 +102,19 @@ impl PeerAddr {
                 scope,
             ))
         }
+    }
+
+    /// A cheap summary of the address: equal addresses have equal fingerprints, so two addresses with
+    /// different fingerprints differ (and equal fingerprints still need [`PartialEq`] to tell).
+    #[inline]
+    pub fn fingerprint(&self) -> u64 {
+        let word = |at: usize| {
+            let mut bytes = [0u8; 8];
+            bytes.copy_from_slice(&self.bytes[at..at + 8]);
+            u64::from_ne_bytes(bytes)
+        };
+        // Family, port and IPv4 address in the first word; the rest of an IPv6 address in the others.
+        word(0) ^ word(8).rotate_left(16) ^ word(16).rotate_left(32) ^ u64::from(self.len)
     }
 
     /// The raw bytes to hand the kernel as `msg_name`.
@@ -174,6 +192,14 @@ pub struct RecvControl {
 /// Decodes the control messages the kernel wrote into `buf[..len]`; unknown or short messages are skipped.
 pub fn decode_recv_control(buf: &[u8], len: usize) -> RecvControl {
     let mut out = RecvControl::default();
+    decode_recv_control_into(buf, len, &mut out);
+    out
+}
+
+/// [`decode_recv_control`] into `out` (reset first), where it is kept: no copy of the result.
+#[inline]
+pub fn decode_recv_control_into(buf: &[u8], len: usize, out: &mut RecvControl) {
+    *out = RecvControl::default();
     let buf = &buf[..len.min(buf.len())];
     let mut offset = 0;
     while offset + CMSG_HEADER <= buf.len() {
@@ -186,10 +212,9 @@ pub fn decode_recv_control(buf: &[u8], len: usize) -> RecvControl {
             break;
         }
         let data = &buf[offset + CMSG_HEADER..offset + cmsg_len];
-        decode_one(level, kind, data, &mut out);
+        decode_one(level, kind, data, out);
         offset += cmsg_align(cmsg_len);
     }
-    out
 }
 
 fn read_u32(data: &[u8], at: usize) -> Option<u32> {
@@ -318,6 +343,39 @@ mod tests {
                 Some(peer)
             );
         }
+    }
+
+    #[test]
+    fn peer_addr_ignores_what_the_buffer_held_past_the_address() {
+        let v4 = PeerAddr::from_socket_addr("10.1.2.3:53".parse().unwrap());
+        let mut name = NameBuf([0xee; 128]);
+        name.0[..16].copy_from_slice(v4.as_bytes());
+        let seen = PeerAddr::from_name(&name, 16).unwrap();
+        assert_eq!(seen, v4);
+        assert_eq!(seen.fingerprint(), v4.fingerprint());
+        // A short IPv6 name is refused, not read past what the kernel wrote.
+        let v6 = PeerAddr::from_socket_addr("[::1]:53".parse().unwrap());
+        name.0[..28].copy_from_slice(v6.as_bytes());
+        assert_eq!(PeerAddr::from_name(&name, 20), None);
+        assert_eq!(PeerAddr::from_name(&name, 28), Some(v6));
+    }
+
+    #[test]
+    fn fingerprints_tell_most_addresses_apart() {
+        let peers: Vec<PeerAddr> = (0..2000u32)
+            .map(|i| {
+                let ip = std::net::Ipv4Addr::from(0x0a00_0000 + (i % 500));
+                PeerAddr::from_socket_addr(SocketAddr::from((ip, 1000 + (i / 500) as u16)))
+            })
+            .chain((0..100u16).map(|port| {
+                PeerAddr::from_socket_addr(SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port)))
+            }))
+            .collect();
+        let distinct: std::collections::HashSet<u64> =
+            peers.iter().map(PeerAddr::fingerprint).collect();
+        assert_eq!(distinct.len(), peers.len());
+        let again = PeerAddr::from_socket_addr("10.0.0.7:1000".parse().unwrap());
+        assert_eq!(again.fingerprint(), peers[7].fingerprint());
     }
 
     #[test]
