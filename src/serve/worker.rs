@@ -19,7 +19,7 @@ use mio::{Events, Interest, Poll, Token};
 use super::guard::Guard;
 use super::queue::ReplyQueue;
 use super::receive::ReceiveBuffer;
-use super::socket::{self, SocketFeatures};
+use super::socket::{self, IdleWait, SocketFeatures};
 use super::transmit::Transmitter;
 use super::watch::SocketWatch;
 use crate::handler::Handler;
@@ -84,6 +84,8 @@ pub(super) struct Worker {
     pub next_group: u64,
     /// Latency sampling: which receives get kernel timestamps, and what their replies weigh.
     pub sampling: Sampling,
+    /// The receive timeout of the socket while the worker sleeps in it.
+    pub idle_wait: IdleWait,
 }
 
 /// What one receive brought, which decides how the worker waits next.
@@ -224,6 +226,7 @@ pub fn run(parts: WorkerParts) {
         last_kernel_drops: 0,
         next_group: 0,
         sampling: Sampling::new(latency_sample, socket.features.timestamps),
+        idle_wait: IdleWait::new(interval),
     };
     worker.event_loop(&mut poll, interval, started, &stop);
     worker.shut_down(handed_over.load(Ordering::Relaxed));
@@ -266,12 +269,14 @@ impl Worker {
             }
             if !self.tx.is_waiting() {
                 // Nothing to wait for but datagrams and the clock: sleep in the receive itself, for at
-                // most the socket's receive timeout (`socket::IDLE_WAIT`). One syscall per wake-up,
+                // most the socket's receive timeout (`IdleWait`). One syscall per wake-up,
                 // where the poll set costs three (add, wait, take out again) and a wait-queue entry
                 // that every sent datagram's freed buffer locks.
                 if self.watch.is_watched() {
                     let _ = self.watch.unwatch(poll.registry(), &mut self.socket);
                 }
+                self.idle_wait
+                    .prepare(&self.socket, !self.stats.current.is_empty());
                 busy = self.receive_batch(Wait::ForOne) == Batch::Several;
                 continue;
             }

@@ -62,6 +62,11 @@ impl WorkerStats {
         let _ = self.batch_sizes.add(&other.batch_sizes);
     }
 
+    /// Nothing was counted (so nothing recorded either: every histogram entry comes with a count).
+    pub fn is_empty(&self) -> bool {
+        self.counters == Counters::default()
+    }
+
     pub fn reset(&mut self) {
         self.counters = Counters::default();
         self.latency_ns.reset();
