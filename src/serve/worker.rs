@@ -86,6 +86,8 @@ pub(super) struct Worker {
     pub sampling: Sampling,
     /// The receive timeout of the socket while the worker sleeps in it.
     pub idle_wait: IdleWait,
+    /// The worker sleeps in its receive when idle (false once the socket turned non-blocking).
+    pub sleeps_in_receive: bool,
 }
 
 /// What one receive brought, which decides how the worker waits next.
@@ -227,6 +229,7 @@ pub fn run(parts: WorkerParts) {
         next_group: 0,
         sampling: Sampling::new(latency_sample, socket.features.timestamps),
         idle_wait: IdleWait::new(interval),
+        sleeps_in_receive: true,
     };
     worker.event_loop(&mut poll, interval, started, &stop);
     worker.shut_down(handed_over.load(Ordering::Relaxed));
@@ -267,7 +270,7 @@ impl Worker {
                 busy = self.receive_some(FAIRNESS_BATCHES);
                 continue;
             }
-            if !self.tx.is_waiting() {
+            if self.sleeps_in_receive && !self.tx.is_waiting() {
                 // Nothing to wait for but datagrams and the clock: sleep in the receive itself, for at
                 // most the socket's receive timeout (`IdleWait`). One syscall per wake-up,
                 // where the poll set costs three (add, wait, take out again) and a wait-queue entry
@@ -277,7 +280,17 @@ impl Worker {
                 }
                 self.idle_wait
                     .prepare(&self.socket, !self.stats.current.is_empty());
-                busy = self.receive_batch(Wait::ForOne) == Batch::Several;
+                let batch = self.receive_batch(Wait::ForOne);
+                if batch == Batch::Empty && self.socket_went_nonblocking() {
+                    // Another process sharing the socket (an older udpd taking it over on reload)
+                    // made it non-blocking: the receive no longer waits, so wait in the poll set.
+                    eprintln!(
+                        "udpd: warning: worker {} socket was made non-blocking by another process; waiting in the poll set instead",
+                        self.index
+                    );
+                    self.sleeps_in_receive = false;
+                }
+                busy = batch == Batch::Several;
                 continue;
             }
             // Replies wait for write space or a retry timer: the worker sleeps in its poll set, asking
@@ -333,6 +346,12 @@ impl Worker {
                 busy = true;
             }
         }
+    }
+
+    /// Whether the socket's receives no longer wait (checked only after an idle receive came back
+    /// empty, at most a few times a second).
+    fn socket_went_nonblocking(&self) -> bool {
+        crate::sys::is_nonblocking(self.socket.as_fd()).unwrap_or(false)
     }
 
     /// Adds the drops the kernel counted at the socket since the last look (`SO_MEMINFO`).

@@ -91,6 +91,14 @@ pub fn set_close_on_exec(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
     syscall!(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, flags) }).map(drop)
 }
 
+/// Whether `fd`'s open file description is in non-blocking mode (`O_NONBLOCK`), which every process
+/// sharing it (a reload's predecessor and successor) sees and sets alike.
+pub fn is_nonblocking(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    // SAFETY: F_GETFL only reads the file status flags; `fd` is open for the borrow.
+    let flags = syscall!(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) })?;
+    Ok(flags & libc::O_NONBLOCK != 0)
+}
+
 /// Sets an integer socket option.
 pub fn set_int_option(fd: BorrowedFd<'_>, level: i32, name: i32, value: i32) -> io::Result<()> {
     // SAFETY: `value` lives on the stack for the whole call and we pass its exact size; the kernel only
@@ -105,4 +113,22 @@ pub fn set_int_option(fd: BorrowedFd<'_>, level: i32, name: i32, value: i32) -> 
         )
     })
     .map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::AsFd;
+
+    #[test]
+    fn tells_a_non_blocking_socket_from_a_blocking_one() {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        assert!(!super::is_nonblocking(socket.as_fd()).unwrap());
+        // A second descriptor of the same socket sees (and sets) the same mode, as another process
+        // sharing it would.
+        let shared = socket.try_clone().unwrap();
+        shared.set_nonblocking(true).unwrap();
+        assert!(super::is_nonblocking(socket.as_fd()).unwrap());
+        shared.set_nonblocking(false).unwrap();
+        assert!(!super::is_nonblocking(socket.as_fd()).unwrap());
+    }
 }
