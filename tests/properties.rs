@@ -13,6 +13,7 @@ use udpd::handler::{Ack, Discard, Echo, Handler, Upper};
 use udpd::serve::guard::{Guard, GuardKey, Refusal, Tick};
 use udpd::serve::segments::Received;
 use udpd::sys::wire::decode_recv_control;
+use udpd::sys::RecvControl;
 
 fn cases(default: u32) -> ProptestConfig {
     let cases = std::env::var("PROPTEST_CASES")
@@ -205,7 +206,9 @@ proptest! {
         bytes in control_bytes(),
         len in prop_oneof![0usize..600, any::<usize>()],
     ) {
-        let decoded = decode_recv_control(&bytes, len);
+        // Stale values in `out` must not survive the decode either.
+        let mut decoded = RecvControl { segment_size: Some(0), ..RecvControl::default() };
+        decode_recv_control(&bytes, len, &mut decoded);
         if let Some(size) = decoded.segment_size {
             prop_assert!(size > 0);
         }

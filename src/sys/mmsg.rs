@@ -144,7 +144,7 @@ pub fn recv_batch(
         info.truncated = header.msg_flags & libc::MSG_TRUNC != 0;
         info.peer =
             PeerAddr::from_name(&scratch.names[i], header.msg_namelen as usize).unwrap_or_default();
-        wire::decode_recv_control_into(
+        wire::decode_recv_control(
             &scratch.controls[i].0,
             header.msg_controllen,
             &mut info.control,

@@ -189,16 +189,10 @@ pub struct RecvControl {
     pub kernel_drops: Option<u32>,
 }
 
-/// Decodes the control messages the kernel wrote into `buf[..len]`; unknown or short messages are skipped.
-pub fn decode_recv_control(buf: &[u8], len: usize) -> RecvControl {
-    let mut out = RecvControl::default();
-    decode_recv_control_into(buf, len, &mut out);
-    out
-}
-
-/// [`decode_recv_control`] into `out` (reset first), where it is kept: no copy of the result.
+/// Decodes the control messages the kernel wrote into `buf[..len]` into `out` (reset first, and
+/// written where it is kept: no copy of the result); unknown or short messages are skipped.
 #[inline]
-pub fn decode_recv_control_into(buf: &[u8], len: usize, out: &mut RecvControl) {
+pub fn decode_recv_control(buf: &[u8], len: usize, out: &mut RecvControl) {
     *out = RecvControl::default();
     let buf = &buf[..len.min(buf.len())];
     let mut offset = 0;
@@ -386,6 +380,13 @@ mod tests {
         assert_eq!(PeerAddr::from_name(&name, 200), None);
     }
 
+    /// What the decoder makes of `buf[..len]`.
+    fn decoded(buf: &[u8], len: usize) -> RecvControl {
+        let mut out = RecvControl::default();
+        decode_recv_control(buf, len, &mut out);
+        out
+    }
+
     /// Builds a receive-side control buffer the way the kernel would, for the decoder tests.
     fn build(messages: &[(i32, i32, Vec<u8>)]) -> (CmsgBuf<RECV_CMSG_SPACE>, usize) {
         let mut buf = CmsgBuf::<RECV_CMSG_SPACE>::default();
@@ -414,7 +415,7 @@ mod tests {
                 42u32.to_ne_bytes().to_vec(),
             ),
         ]);
-        let control = decode_recv_control(&buf.0, len);
+        let control = decoded(&buf.0, len);
         assert_eq!(control.rx_time_ns, Some(5_000_000_007));
         assert_eq!(control.local_ip, Some("127.0.0.2".parse().unwrap()));
         assert_eq!(control.ifindex, 2);
@@ -428,12 +429,12 @@ mod tests {
         info[15] = 1;
         info[16..20].copy_from_slice(&1u32.to_ne_bytes());
         let (mut buf, len) = build(&[(libc::IPPROTO_IPV6, libc::IPV6_PKTINFO, info)]);
-        let control = decode_recv_control(&buf.0, len);
+        let control = decoded(&buf.0, len);
         assert_eq!(control.local_ip, Some("::1".parse().unwrap()));
         assert_eq!(control.ifindex, 1);
         // A header claiming more bytes than were written stops decoding instead of reading past the end.
         buf.0[0..8].copy_from_slice(&10_000usize.to_ne_bytes());
-        assert_eq!(decode_recv_control(&buf.0, len), RecvControl::default());
+        assert_eq!(decoded(&buf.0, len), RecvControl::default());
     }
 
     #[test]
@@ -442,12 +443,12 @@ mod tests {
         let mut buf = vec![0u8; 32];
         buf[0..8].copy_from_slice(&16usize.to_ne_bytes());
         buf[16..24].copy_from_slice(&usize::MAX.to_ne_bytes());
-        assert_eq!(decode_recv_control(&buf, 32), RecvControl::default());
+        assert_eq!(decoded(&buf, 32), RecvControl::default());
         let mut ts = Vec::new();
         ts.extend_from_slice(&i64::MAX.to_ne_bytes());
         ts.extend_from_slice(&0i64.to_ne_bytes());
         let (buf, len) = build(&[(libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, ts)]);
-        assert_eq!(decode_recv_control(&buf.0, len).rx_time_ns, None);
+        assert_eq!(decoded(&buf.0, len).rx_time_ns, None);
     }
 
     #[test]
@@ -463,7 +464,7 @@ mod tests {
             used, SEND_CMSG_SPACE,
             "the largest message fills the space exactly"
         );
-        let decoded = decode_recv_control(&buf.0, used);
+        let decoded = decoded(&buf.0, used);
         assert_eq!(decoded.local_ip, control.source_ip);
         assert_eq!(decoded.ifindex, 1);
         let none = encode_send_control(&SendControl::default(), &mut buf);
