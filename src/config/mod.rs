@@ -61,6 +61,8 @@ impl ReportFormat {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServeConfig {
     pub listen: SocketAddr,
+    /// With the IPv4 wildcard, also bind each local address found at start (see `serve::addresses`).
+    pub address_sockets: bool,
     pub workers: usize,
     /// CPU ids to pin worker `i` to (`cpus[i % len]`); `None` when pinning is off.
     pub cpus: Option<Vec<usize>>,
@@ -93,6 +95,7 @@ impl Default for ServeConfig {
         let cpus = cpus::default_cpus();
         ServeConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 9999)),
+            address_sockets: true,
             workers: cpus.len().clamp(1, cpus::MAX_CPUS),
             cpus: Some(cpus),
             batch: 64,

@@ -31,7 +31,7 @@ fn format_choices() -> Vec<clap::builder::PossibleValue> {
 
 /// The listening, I/O and reporting settings. `cpus` comes before `pin` (pin = false drops the list), and
 /// `workers` is filled from the CPU list when not given.
-pub static SERVE_SETTINGS: [Setting; 17] = [
+pub static SERVE_SETTINGS: [Setting; 18] = [
     Setting {
         key: "listen",
         flag: "listen",
@@ -177,6 +177,18 @@ pub static SERVE_SETTINGS: [Setting; 17] = [
         bad: "",
         apply: |c, v| if let Value::Switch(on) = v { c.gro = on },
         show: |c| Some(Value::Switch(c.gro)),
+    },
+    Setting {
+        key: "address_sockets",
+        flag: "address-sockets",
+        value_name: "",
+        kind: switch("no-address-sockets"),
+        help: "With --listen 0.0.0.0, also bind one socket per worker to each local IPv4 address found at start (up to 8), whose replies need no packet info; the wildcard socket serves addresses added later",
+        note: "",
+        example: "false",
+        bad: "",
+        apply: |c, v| if let Value::Switch(on) = v { c.address_sockets = on },
+        show: |c| Some(Value::Switch(c.address_sockets)),
     },
     Setting {
         key: "interval",

@@ -112,6 +112,14 @@ fn serve(config: &ServeConfig, mut inheritance: Inheritance) -> Result<()> {
         "listening on {local} (udp, {} workers)",
         server.worker_count()
     ));
+    let split = server.socket_groups().split();
+    if !split.is_empty() {
+        let list: Vec<String> = split.iter().map(ToString::to_string).collect();
+        eprintln!(
+            "udpd: each worker also has a socket on {} (replies without packet info); the wildcard socket serves any other address",
+            list.join(", ")
+        );
+    }
     if let Some(pid) = inheritance.predecessor {
         eprintln!(
             "udpd: took over from pid {pid} as pid {}",

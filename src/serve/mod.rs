@@ -9,6 +9,7 @@
 //! - `segments` knows how datagrams sit in GRO buffers and GSO trains, `train` groups replies into GSO
 //!   trains (pure code), `queue` holds them until the kernel takes them.
 
+pub mod addresses;
 pub mod daemon;
 pub mod guard;
 pub mod handover;

@@ -10,7 +10,9 @@ use std::time::Instant;
 
 use mio::{Poll, Waker};
 
+use super::addresses::{self, SocketGroups};
 use super::guard::{Guard, GuardKey};
+use super::socket::WorkerSocket;
 use crate::config::ServeConfig;
 use crate::error::{Error, ErrorKind, Result};
 use crate::handler::Handler;
@@ -20,11 +22,14 @@ use crate::stats::{self, Interval, Reporter, Summary};
 /// A running server: its workers are serving; [`Server::wait`] reports until they stop.
 pub struct Server {
     local: SocketAddr,
+    workers: usize,
+    groups: SocketGroups,
     shutdown: ShutdownHandle,
     threads: Vec<JoinHandle<()>>,
     reporter: Reporter,
     warnings: Vec<String>,
-    /// A second descriptor for each worker socket, in worker order, to hand them over on reload.
+    /// A second descriptor for each worker socket, group after group and in worker order within each, to
+    /// hand them over on reload.
     sockets: Vec<OwnedFd>,
     /// With sampled latency: a socket that keeps kernel timestamps on, so that every packet is stamped
     /// on arrival while the worker sockets switch their own timestamps on and off.
@@ -80,30 +85,13 @@ impl Server {
     ) -> Result<Server> {
         let started = Instant::now();
         let mut warnings = Vec::new();
-        let mut sockets = Vec::with_capacity(config.workers);
-        let mut address = config.listen;
-        if inherited.is_empty() {
+        let (groups, sockets) = if inherited.is_empty() {
             refuse_shared_port(config)?;
-            for _ in 0..config.workers {
-                let socket = super::socket::open(address, config, &mut warnings)?;
-                // With port 0 the first socket picks the port; the others join it.
-                address = socket.local;
-                sockets.push(socket);
-            }
+            open_groups(config, &mut warnings)?
         } else {
-            if inherited.len() != config.workers {
-                return Err(Error::usage(format!(
-                    "reload refused: --workers changed from {} to {}, which needs other sockets: restart udpd to apply it",
-                    inherited.len(),
-                    config.workers
-                )));
-            }
-            for fd in inherited {
-                let socket = super::socket::adopt(fd, address, config, &mut warnings)?;
-                address = socket.local;
-                sockets.push(socket);
-            }
-        }
+            adopt_groups(config, inherited, &mut warnings)?
+        };
+        let address = sockets[0].local;
         let timestamp_keeper = if config.latency && config.latency_sample > 1 {
             super::socket::timestamp_keeper()
         } else {
@@ -119,14 +107,17 @@ impl Server {
         // Every worker's socket reports the same soft problems: say each once.
         let mut seen = std::collections::HashSet::new();
         warnings.retain(|warning| seen.insert(warning.clone()));
-        let (reporter, links) = stats::channel(config.workers, config.interval, started);
+        // Thread `g * workers + w` serves group g for worker w, and reports as worker w.
+        let owners: Vec<usize> = (0..sockets.len()).map(|t| t % config.workers).collect();
+        let (reporter, links) = stats::channel_for(&owners, config.interval, started);
         let stop = Arc::new(AtomicBool::new(false));
         let handed_over = Arc::new(AtomicBool::new(false));
-        let mut wakers = Vec::with_capacity(config.workers);
-        let mut parts = Vec::with_capacity(config.workers);
+        let mut wakers = Vec::with_capacity(sockets.len());
+        let mut parts = Vec::with_capacity(sockets.len());
         // One random key for every worker's rate-limit table, so no one can aim hash collisions.
         let guard_key = GuardKey::random();
-        for (index, (socket, link)) in sockets.into_iter().zip(links).enumerate() {
+        for (thread, (socket, link)) in sockets.into_iter().zip(links).enumerate() {
+            let index = thread % config.workers;
             let poll = Poll::new()
                 .map_err(|e| Error::io(format!("cannot create an event loop: {e}"), e))?;
             let waker = Waker::new(poll.registry(), WAKER)
@@ -134,6 +125,7 @@ impl Server {
             wakers.push(Arc::new(waker));
             parts.push(WorkerParts {
                 index,
+                group: thread / config.workers,
                 socket,
                 poll,
                 cpu: config.cpus.as_ref().map(|cpus| cpus[index % cpus.len()]),
@@ -151,7 +143,10 @@ impl Server {
         }
         let mut threads = Vec::with_capacity(parts.len());
         for part in parts {
-            let name = format!("udpd-worker-{}", part.index);
+            let name = match part.group {
+                0 => format!("udpd-worker-{}", part.index),
+                group => format!("udpd-worker-{}.{group}", part.index),
+            };
             let thread = std::thread::Builder::new()
                 .name(name)
                 .spawn(move || worker::run(part))
@@ -160,6 +155,8 @@ impl Server {
         }
         Ok(Server {
             local: address,
+            workers: config.workers,
+            groups,
             shutdown: ShutdownHandle {
                 stop,
                 handed_over,
@@ -178,8 +175,14 @@ impl Server {
         self.local
     }
 
+    /// Workers (each serves every socket group, with one thread per group).
     pub fn worker_count(&self) -> usize {
-        self.threads.len()
+        self.workers
+    }
+
+    /// The addresses the workers' sockets are bound to: the listen address, then any split off it.
+    pub fn socket_groups(&self) -> &SocketGroups {
+        &self.groups
     }
 
     /// Soft problems found while opening sockets (capped buffers, missing offloads), one line each.
@@ -204,6 +207,77 @@ impl Server {
         }
         summary
     }
+}
+
+/// Binds one socket per worker for each group of the plan for `config`, the listen address first (with
+/// port 0 its first socket picks the port the others join). A split address that cannot be bound is
+/// left to the wildcard, with a warning.
+fn open_groups(
+    config: &ServeConfig,
+    warnings: &mut Vec<String>,
+) -> Result<(SocketGroups, Vec<WorkerSocket>)> {
+    let found = if config.address_sockets {
+        addresses::local_ipv4_addresses()
+    } else {
+        Vec::new()
+    };
+    let (mut groups, note) = SocketGroups::plan(config.listen, config.address_sockets, &found);
+    warnings.extend(note);
+    let mut sockets = Vec::with_capacity(groups.count() * config.workers);
+    let mut address = config.listen;
+    for _ in 0..config.workers {
+        let socket = super::socket::open(address, config, warnings)?;
+        address = socket.local;
+        sockets.push(socket);
+    }
+    let port = address.port();
+    let mut unbound = Vec::new();
+    for at in groups.addresses(port).skip(1).collect::<Vec<_>>() {
+        let group: Result<Vec<_>> = (0..config.workers)
+            .map(|_| super::socket::open(at, config, warnings))
+            .collect();
+        match group {
+            Ok(group) => sockets.extend(group),
+            Err(error) => {
+                warnings.push(format!(
+                    "{at} cannot have its own sockets ({error}): the wildcard socket serves it, with packet info"
+                ));
+                unbound.push(at.ip());
+            }
+        }
+    }
+    groups.retain(|ip| !unbound.contains(&std::net::IpAddr::V4(ip)));
+    Ok((groups, sockets))
+}
+
+/// Adopts the sockets a previous udpd handed over on reload, in their groups (which must fit `config`).
+fn adopt_groups(
+    config: &ServeConfig,
+    inherited: Vec<OwnedFd>,
+    warnings: &mut Vec<String>,
+) -> Result<(SocketGroups, Vec<WorkerSocket>)> {
+    let bound = inherited
+        .iter()
+        .map(super::socket::bound_address)
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(|| {
+            Error::runtime(
+                "an inherited descriptor is not a bound UDP socket: restart udpd instead",
+            )
+        })?;
+    let groups =
+        SocketGroups::of_inherited(config.listen, config.workers, &bound).map_err(Error::usage)?;
+    if !groups.is_only_listen() && !config.address_sockets {
+        return Err(Error::usage(
+            "reload refused: --no-address-sockets needs other sockets than the ones handed over: restart udpd to apply it",
+        ));
+    }
+    let sockets = inherited
+        .into_iter()
+        .zip(bound)
+        .map(|(fd, at)| super::socket::adopt(fd, at, config, warnings))
+        .collect::<Result<Vec<_>>>()?;
+    Ok((groups, sockets))
 }
 
 /// Refuses to join a port that other sockets already serve (any process of the same user may join an

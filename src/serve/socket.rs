@@ -198,7 +198,7 @@ pub fn timestamp_keeper() -> Option<OwnedFd> {
 }
 
 /// The address a socket is bound to.
-fn bound_address(fd: &OwnedFd) -> Option<SocketAddr> {
+pub fn bound_address(fd: &OwnedFd) -> Option<SocketAddr> {
     getsockname::<SockaddrStorage>(fd.as_raw_fd())
         .ok()
         .and_then(|storage| to_socket_addr(&storage))

@@ -45,6 +45,8 @@ const SHUTDOWN_DRAIN: Duration = Duration::from_millis(50);
 /// Everything one worker needs, built on the main thread (so bind errors surface before anything starts).
 pub struct WorkerParts {
     pub index: usize,
+    /// Which socket group (`serve::addresses`) this thread of the worker serves; 0 is the listen address.
+    pub group: usize,
     pub socket: socket::WorkerSocket,
     pub poll: Poll,
     pub cpu: Option<usize>,

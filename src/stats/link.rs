@@ -12,6 +12,9 @@ use crate::stats::WorkerStats;
 
 /// A worker's stats on their way to the reporter.
 pub struct StatsMessage {
+    /// The link it came over (where its cleared buffer goes back).
+    pub link: usize,
+    /// The worker whose totals it joins.
     pub worker: usize,
     pub stats: Box<WorkerStats>,
     /// The worker has stopped; this is its last message.
@@ -20,6 +23,7 @@ pub struct StatsMessage {
 
 /// A worker's end of the stats hand-off.
 pub struct StatsLink {
+    link: usize,
     worker: usize,
     to_reporter: Sender<StatsMessage>,
     spares: Receiver<Box<WorkerStats>>,
@@ -37,6 +41,7 @@ impl StatsLink {
         if let Some(spare) = self.spare.take() {
             let filled = std::mem::replace(&mut self.current, spare);
             let _ = self.to_reporter.send(StatsMessage {
+                link: self.link,
                 worker: self.worker,
                 stats: filled,
                 last: false,
@@ -47,6 +52,7 @@ impl StatsLink {
     /// Sends the final stats; the worker records nothing after this.
     pub fn finish(self) {
         let _ = self.to_reporter.send(StatsMessage {
+            link: self.link,
             worker: self.worker,
             stats: self.current,
             last: true,
@@ -83,13 +89,26 @@ pub fn line_grace(interval: Duration) -> Duration {
 
 /// Creates the reporter and one link per worker.
 pub fn channel(workers: usize, interval: Duration, started: Instant) -> (Reporter, Vec<StatsLink>) {
+    let owners: Vec<usize> = (0..workers).collect();
+    channel_for(&owners, interval, started)
+}
+
+/// Creates the reporter and one link per worker thread, link `i` adding into the totals of worker
+/// `owners[i]` (several threads of one worker, one per socket group, report as that one worker).
+pub fn channel_for(
+    owners: &[usize],
+    interval: Duration,
+    started: Instant,
+) -> (Reporter, Vec<StatsLink>) {
+    let workers = owners.iter().max().map_or(0, |last| last + 1);
     let (to_reporter, from_workers) = mpsc::channel();
-    let mut spares = Vec::with_capacity(workers);
-    let mut links = Vec::with_capacity(workers);
-    for worker in 0..workers {
+    let mut spares = Vec::with_capacity(owners.len());
+    let mut links = Vec::with_capacity(owners.len());
+    for (link, &worker) in owners.iter().enumerate() {
         let (spare_tx, spare_rx) = mpsc::channel();
         spares.push(spare_tx);
         links.push(StatsLink {
+            link,
             worker,
             to_reporter: to_reporter.clone(),
             spares: spare_rx,
@@ -119,7 +138,7 @@ impl Reporter {
     /// Receives until every worker has sent its last message, handing each finished interval to
     /// `on_interval` (which prints it, exports it, or both).
     pub fn run(mut self, mut on_interval: impl FnMut(&Interval<'_>)) -> Summary {
-        let mut running = self.totals.len();
+        let mut running = self.spares.len();
         let mut next_line = 1u64;
         let grace = line_grace(self.interval);
         while running > 0 {
@@ -133,7 +152,7 @@ impl Reporter {
                     } else {
                         let mut stats = message.stats;
                         stats.reset();
-                        let _ = self.spares[message.worker].send(stats);
+                        let _ = self.spares[message.link].send(stats);
                     }
                 }
                 Err(RecvTimeoutError::Timeout) => {
@@ -198,6 +217,29 @@ mod tests {
         assert!(text.contains("accounting: rx=9 = tx=5 + truncated=3 + no_reply=1"));
         assert!(text.contains("(holds)"));
         assert!(text.contains("worker 1: rx=3 tx=0"));
+    }
+
+    #[test]
+    fn threads_of_one_worker_report_as_that_worker() {
+        let (reporter, mut links) =
+            channel_for(&[0, 1, 0], Duration::from_secs(3600), Instant::now());
+        links[0].current.counters.rx = 2;
+        links[1].current.counters.rx = 3;
+        links[2].current.counters.rx = 4;
+        links[2].publish();
+        links[2].current.counters.rx = 1;
+        let handles: Vec<_> = links
+            .into_iter()
+            .map(|link| std::thread::spawn(move || link.finish()))
+            .collect();
+        let summary = reporter.run(|_| {});
+        for handle in handles {
+            handle.join().unwrap();
+        }
+        assert_eq!(summary.workers.len(), 2);
+        assert_eq!(summary.workers[0].counters.rx, 7);
+        assert_eq!(summary.workers[1].counters.rx, 3);
+        assert_eq!(summary.total.counters.rx, 10);
     }
 
     #[test]

@@ -13,6 +13,8 @@ mod report;
 mod worker_stats;
 
 pub use counters::Counters;
-pub use link::{channel, line_grace, Interval, Reporter, StatsLink, StatsMessage, Summary};
+pub use link::{
+    channel, channel_for, line_grace, Interval, Reporter, StatsLink, StatsMessage, Summary,
+};
 pub use report::micros;
 pub use worker_stats::{latency_histogram, WorkerStats, LATENCY_MAX_NS};
