@@ -194,3 +194,55 @@ fn under_systemd_the_process_that_serves_reports_its_pid_and_readiness() {
     assert_eq!(daemon.wait_exit(Duration::from_secs(20)).code, 0);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn a_reload_keeps_the_sockets_of_each_local_address() {
+    let (dir, config) = scratch("reload-split", "workers = 1\n");
+    let config = config.to_str().unwrap().to_string();
+    let args = [
+        "serve",
+        "--config",
+        &config,
+        "--listen",
+        "0.0.0.0:0",
+        "--no-pin",
+        "--quiet",
+    ];
+    let mut daemon = Running::udpd(&args);
+    let (addr, _) = daemon.wait_stdout("the listening line", LINE_TIMEOUT, common::parse_listening);
+    let server: std::net::SocketAddr = ([127, 0, 0, 1], addr.port()).into();
+    let client = client_for(server);
+    assert_eq!(round_trip(&client, server, b"before"), b"before");
+    let first = daemon.pid();
+    let successor = reload(&mut daemon, first);
+    assert_eq!(round_trip(&client, server, b"after"), b"after");
+    // The successor cannot drop the per-address sockets it was handed: refused, it keeps serving.
+    std::fs::write(&config, "workers = 1\naddress_sockets = false\n").unwrap();
+    kill(successor, Signal::SIGHUP).expect("SIGHUP");
+    daemon.wait_stderr("the refusal", LINE_TIMEOUT, |line| {
+        line.contains("reload refused: --no-address-sockets")
+            .then_some(())
+    });
+    daemon.wait_stderr("the process going on", LINE_TIMEOUT, |line| {
+        line.starts_with("udpd: reload failed: ").then_some(())
+    });
+    assert_eq!(round_trip(&client, server, b"still"), b"still");
+    kill(successor, Signal::SIGTERM).expect("SIGTERM");
+    let finished = daemon.wait_exit(Duration::from_secs(20));
+    assert_eq!(finished.code, 0, "{}", finished.stderr);
+    let split_lines = finished
+        .stderr
+        .lines()
+        .filter(|line| line.contains("each worker also has a socket on 127.0.0.1"))
+        .count();
+    assert_eq!(
+        split_lines, 2,
+        "both processes served 127.0.0.1 on its own socket: {}",
+        finished.stderr
+    );
+    let all = summaries(&finished.stdout, &finished.stderr);
+    assert_eq!(all.len(), 2, "{}", finished.stdout);
+    let tx: u64 = all.iter().map(|s| s.total("tx")).sum();
+    assert_eq!(tx, 3);
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -288,6 +288,93 @@ fn wildcard_bind_answers_from_the_address_the_client_sent_to() {
     summary.assert_total("tx", sent);
 }
 
+/// Bytes queued on the sockets bound exactly to `addr` (0 when there are none), read again while a
+/// chunked read of `/proc/net/udp` misses a socket that `must_exist` says is there.
+fn queued_at(addr: SocketAddr, must_exist: bool) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match common::receive_queue_bytes(addr) {
+            Some(bytes) => return bytes,
+            None if !must_exist => return 0,
+            None => assert!(
+                Instant::now() < deadline,
+                "no socket bound to {addr} in /proc/net/udp"
+            ),
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Sends SIGSTOP and waits (bounded) until every thread of the daemon is stopped (state `T` in
+/// `/proc/PID/task/*/stat`): the signal is only delivered on each thread's way back from the kernel.
+fn stop_and_wait(daemon: &Daemon) {
+    daemon.signal(nix::sys::signal::Signal::SIGSTOP);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let tasks = format!("/proc/{}/task", daemon.pid());
+    loop {
+        let all_stopped = std::fs::read_dir(&tasks).expect("task list").all(|task| {
+            let stat =
+                std::fs::read_to_string(task.unwrap().path().join("stat")).unwrap_or_default();
+            let state = stat.rsplit_once(") ").map(|(_, rest)| rest.chars().next());
+            matches!(state, Some(Some('T' | 't')))
+        });
+        if all_stopped {
+            return;
+        }
+        assert!(Instant::now() < deadline, "udpd did not stop within 5 s");
+        // Paces re-reading the thread states under the deadline.
+        thread::sleep(Duration::from_millis(2));
+    }
+}
+
+#[test]
+fn a_wildcard_listen_gives_each_local_address_its_own_socket() {
+    if !can_bind("127.0.0.2:0") {
+        return skip_or_fail("127.0.0.2 is not a local address here");
+    }
+    // 127.0.0.1 is an interface address (lo), 127.0.0.2 only a route: the first gets its own sockets,
+    // the second is served by the wildcard socket with packet info.
+    for (flags, split) in [(&[][..], true), (&["--no-address-sockets"][..], false)] {
+        let daemon = Daemon::start("0.0.0.0:0", 1, flags);
+        let port = daemon.port();
+        let one = SocketAddr::from(([127, 0, 0, 1], port));
+        let two = SocketAddr::from(([127, 0, 0, 2], port));
+        let wildcard = SocketAddr::from(([0, 0, 0, 0], port));
+        assert_eq!(queued_at(wildcard, true), 0);
+        // Stopped, the daemon leaves each request in the socket the kernel chose for it.
+        stop_and_wait(&daemon);
+        let client = client_on("127.0.0.1:0".parse().unwrap());
+        client.send_to(b"to one", one).expect("send");
+        let (at_one, at_wildcard) = (queued_at(one, split), queued_at(wildcard, true));
+        if split {
+            assert!(
+                at_one > 0 && at_wildcard == 0,
+                "a request to 127.0.0.1 must wait in the 127.0.0.1 socket ({at_one} bytes), not the wildcard ({at_wildcard})"
+            );
+        } else {
+            assert!(
+                at_one == 0 && at_wildcard > 0,
+                "with --no-address-sockets only the wildcard socket exists"
+            );
+        }
+        client.send_to(b"to two", two).expect("send");
+        assert!(queued_at(wildcard, true) > at_wildcard);
+        daemon.signal(nix::sys::signal::Signal::SIGCONT);
+        // Two sockets, two threads: the replies may come in either order.
+        let mut replies: Vec<(Vec<u8>, SocketAddr)> =
+            (0..2).map(|_| recv_reply(&client, "a reply")).collect();
+        replies.sort();
+        assert_eq!(
+            replies,
+            [(b"to one".to_vec(), one), (b"to two".to_vec(), two)],
+            "each reply must leave from the address its request was sent to"
+        );
+        let summary = daemon.stop();
+        summary.assert_total("tx", 2);
+        summary.assert_total("rx", 2);
+    }
+}
+
 /// Sets a stop flag when dropped, so a load thread ends even when the test panics.
 struct StopOnDrop(Arc<AtomicBool>);
 

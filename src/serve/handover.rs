@@ -19,7 +19,8 @@ use std::time::Duration;
 use crate::error::{Error, Result};
 use crate::sys;
 
-/// Descriptor numbers of the inherited worker sockets, comma-separated, in worker order.
+/// Descriptor numbers of the inherited worker sockets, comma-separated, in `Server::sockets` order (socket
+/// group after group, worker order within each).
 const SOCKETS_VAR: &str = "UDPD_INHERITED_SOCKETS";
 /// Descriptor number of the inherited metrics listener.
 const METRICS_VAR: &str = "UDPD_INHERITED_METRICS";

@@ -1,7 +1,8 @@
 //! `udpd serve`: the server that starts per-core workers, and everything on a worker's datapath.
 //!
 //! - `daemon` is `udpd serve` (reports, signals, reload); `handover` passes the sockets to a successor
-//!   process on reload; `server` starts the workers and waits; `socket` opens and probes a worker's socket;
+//!   process on reload; `server` starts the workers and waits; `addresses` decides which addresses get
+//!   socket groups; `socket` opens and probes a worker's socket;
 //!   `privilege` drops root after binding; `proc_net` reads the kernel's UDP socket tables.
 //! - `worker` is one event loop; `watch` keeps its socket in the poll set only while it sleeps; `receive`
 //!   is its receive buffer, `respond` turns a received batch into replies after the `guard` stage,
