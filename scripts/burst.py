@@ -18,8 +18,8 @@ import sys
 import time
 
 
-def start_daemon(udpd, workers, rcvbuf):
-    args = [udpd, "serve", "--listen", "127.0.0.1:0", "--workers", str(workers), "--no-pin", "--quiet"]
+def start_daemon(udpd, workers, rcvbuf, listen):
+    args = [udpd, "serve", "--listen", listen, "--workers", str(workers), "--no-pin", "--quiet"]
     if rcvbuf:
         args += ["--rcvbuf", str(rcvbuf)]
     daemon = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -29,8 +29,8 @@ def start_daemon(udpd, workers, rcvbuf):
         if ready:
             line = daemon.stdout.readline()
             if line.startswith("listening on "):
-                host, port = line.split()[2].rsplit(":", 1)
-                return daemon, (host, int(port))
+                port = int(line.split()[2].rsplit(":", 1)[1])
+                return daemon, ("127.0.0.1", port)
     daemon.kill()
     sys.exit("udpd did not print its listening line within 10 s")
 
@@ -73,8 +73,10 @@ def main():
     parser.add_argument("--size", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--rcvbuf", type=int, default=0, help="pass --rcvbuf BYTES (0: udpd's default)")
+    parser.add_argument("--listen", default="0.0.0.0:0",
+                        help="udpd's --listen (port 0; the bursts go to 127.0.0.1 at the bound port)")
     opts = parser.parse_args()
-    daemon, server = start_daemon(opts.udpd, opts.workers, opts.rcvbuf)
+    daemon, server = start_daemon(opts.udpd, opts.workers, opts.rcvbuf, opts.listen)
     sent = opts.clients * opts.datagrams
     losses = []
     try:
@@ -89,7 +91,7 @@ def main():
     rmem_max = open("/proc/sys/net/core/rmem_max").read().strip()
     who = "root" if os.geteuid() == 0 else "unprivileged"
     print(f"burst.py: {opts.clients} clients x {opts.datagrams} datagrams of {opts.size} B to "
-          f"udpd --workers {opts.workers} ({'--rcvbuf %d' % opts.rcvbuf if opts.rcvbuf else 'default buffer'}), "
+          f"udpd --listen {opts.listen} --workers {opts.workers} ({'--rcvbuf %d' % opts.rcvbuf if opts.rcvbuf else 'default buffer'}), "
           f"{who}, net.core.rmem_max={rmem_max}")
     print(f"lost per burst of {sent}: {losses}  (total {sum(losses)} of {sent * opts.repeats})")
     print(f"daemon kernel_rx_overflow: {overflow}")

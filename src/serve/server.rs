@@ -232,7 +232,7 @@ fn open_groups(
     }
     let port = address.port();
     let mut unbound = Vec::new();
-    for at in groups.addresses(port).skip(1).collect::<Vec<_>>() {
+    for at in groups.addresses(port).skip(1) {
         let group: Result<Vec<_>> = (0..config.workers)
             .map(|_| super::socket::open(at, config, warnings))
             .collect();
