@@ -216,6 +216,10 @@ fn a_reload_keeps_the_sockets_of_each_local_address() {
     let first = daemon.pid();
     let successor = reload(&mut daemon, first);
     assert_eq!(round_trip(&client, server, b"after"), b"after");
+    // The old process's summary comes first (it stops within its idle receive timeout).
+    daemon.wait_stdout("the old process's summary", LINE_TIMEOUT, |line| {
+        line.starts_with("== summary:").then_some(())
+    });
     // The successor cannot drop the per-address sockets it was handed: refused, it keeps serving.
     std::fs::write(&config, "workers = 1\naddress_sockets = false\n").unwrap();
     kill(successor, Signal::SIGHUP).expect("SIGHUP");

@@ -206,10 +206,15 @@ impl Reload {
     }
 }
 
-/// Writes one report line (or block) to stdout and flushes, so pipes see it at once.
+/// Writes one report line (or block) to stdout in one write and flushes, so pipes see it at once and a
+/// block up to the pipe's atomic size never interleaves with another process's (an old udpd still
+/// printing its summary while its successor prints its own).
 fn print_line(text: &str) {
+    let mut block = String::with_capacity(text.len() + 1);
+    block.push_str(text);
+    block.push('\n');
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{text}");
+    let _ = out.write_all(block.as_bytes());
     let _ = out.flush();
 }
 
