@@ -40,8 +40,7 @@ impl SocketGroups {
         split: bool,
         found: &[Ipv4Addr],
     ) -> (SocketGroups, Option<String>) {
-        let wildcard = listen.ip() == IpAddr::V4(Ipv4Addr::UNSPECIFIED);
-        if !split || !wildcard {
+        if !split || !splits(listen) {
             return (SocketGroups::only(listen), None);
         }
         let mut usable: Vec<Ipv4Addr> = found.iter().copied().filter(is_splittable).collect();
@@ -129,7 +128,7 @@ impl SocketGroups {
             if index == 0 {
                 continue;
             }
-            let wildcard = listen.ip() == IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+            let wildcard = splits(listen);
             match at.ip() {
                 IpAddr::V4(ip) if wildcard && is_splittable(&ip) && !split.contains(&ip) => {
                     split.push(ip)
@@ -148,6 +147,11 @@ impl SocketGroups {
         }
         Ok(SocketGroups { listen, split })
     }
+}
+
+/// Whether a listen address is one that splits into local addresses: the IPv4 wildcard.
+pub fn splits(listen: SocketAddr) -> bool {
+    listen.ip() == IpAddr::V4(Ipv4Addr::UNSPECIFIED)
 }
 
 /// Whether `ip` may have its own socket group: a unicast address whose replies need no interface

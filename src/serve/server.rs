@@ -267,8 +267,7 @@ fn adopt_groups(
         })?;
     let groups =
         SocketGroups::of_inherited(config.listen, config.workers, &bound).map_err(Error::usage)?;
-    let wildcard_v4 = config.listen.ip() == std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED);
-    if groups.is_only_listen() && config.address_sockets && wildcard_v4 {
+    if groups.is_only_listen() && config.address_sockets && addresses::splits(config.listen) {
         warnings.push(
             "the sockets handed over are the wildcard's only (from an older udpd, or one started with --no-address-sockets): the local addresses get their own sockets at the next restart".into(),
         );

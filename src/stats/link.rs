@@ -189,6 +189,19 @@ impl Reporter {
 mod tests {
     use super::*;
 
+    /// Each link finishes on its own thread while the reporter runs to the end.
+    fn finish_all(reporter: Reporter, links: Vec<StatsLink>) -> Summary {
+        let handles: Vec<_> = links
+            .into_iter()
+            .map(|link| std::thread::spawn(move || link.finish()))
+            .collect();
+        let summary = reporter.run(|_| {});
+        for handle in handles {
+            handle.join().unwrap();
+        }
+        summary
+    }
+
     #[test]
     fn reporter_merges_workers_and_recycles_buffers() {
         let (reporter, mut links) = channel(2, Duration::from_secs(3600), Instant::now());
@@ -200,14 +213,7 @@ mod tests {
         links[0].current.counters.no_reply = 1;
         links[1].current.counters.rx = 3;
         links[1].current.counters.truncated = 3;
-        let handles: Vec<_> = links
-            .into_iter()
-            .map(|link| std::thread::spawn(move || link.finish()))
-            .collect();
-        let summary = reporter.run(|_| {});
-        for handle in handles {
-            handle.join().unwrap();
-        }
+        let summary = finish_all(reporter, links);
         assert_eq!(summary.workers[0].counters.rx, 6);
         assert_eq!(summary.workers[1].counters.truncated, 3);
         assert_eq!(summary.total.counters.rx, 9);
@@ -228,14 +234,7 @@ mod tests {
         links[2].current.counters.rx = 4;
         links[2].publish();
         links[2].current.counters.rx = 1;
-        let handles: Vec<_> = links
-            .into_iter()
-            .map(|link| std::thread::spawn(move || link.finish()))
-            .collect();
-        let summary = reporter.run(|_| {});
-        for handle in handles {
-            handle.join().unwrap();
-        }
+        let summary = finish_all(reporter, links);
         assert_eq!(summary.workers.len(), 2);
         assert_eq!(summary.workers[0].counters.rx, 7);
         assert_eq!(summary.workers[1].counters.rx, 3);
