@@ -106,23 +106,29 @@ enum Batch {
 
 /// Which receive batches carry kernel timestamps (`--latency-sample N`), and what their latency weighs.
 ///
-/// A receive that follows a receive of several datagrams (`Batch::Several`) is a busy one: the worker is emptying a queue.
-/// One busy receive in N is stamped and each of its replies weighs N, so the histogram keeps the share
-/// of busy periods and its count still estimates the replies sent. Every other receive (the first after
-/// a wake-up, or after a receive of one datagram) is stamped and weighs 1, so a quiet worker
-/// (ping-pong, low rates) measures every reply. The socket's `SO_TIMESTAMPNS` is switched only when the
-/// next receive needs the other setting. (The server keeps one socket with timestamps on for its whole
+/// A receive that follows a receive of at least [`BUSY_BATCH`] datagrams is a busy one: the worker is
+/// emptying a queue. One busy receive in N is stamped and each of its replies weighs N, so the histogram
+/// keeps the share of busy periods and its count still estimates the replies sent. Every other receive
+/// (the first after a wake-up, or after a short batch) is stamped and weighs 1, so a quiet worker
+/// (ping-pong, low and moderate rates) measures every reply. The socket's `SO_TIMESTAMPNS` is switched
+/// only when the next receive needs the other setting. A switch is a syscall (~0.4 us) and a busy
+/// period costs two, so batches of two or three (evenly spaced arrivals at half load) must not start
+/// one: with a threshold of 2 a worker at 100 k/s switched 37,000 times a second, with 4 about 1,300,
+/// and at maximum load 4 samples about as often as 2 did (measured, `docs/BENCHMARKS.md` §8). (The server keeps one socket with timestamps on for its whole
 /// life, so the kernel stamps every packet on arrival whatever this socket says, and a sampled
 /// datagram's latency still includes its time queued in the socket.)
 pub struct Sampling {
     every: u64,
     /// Busy receives that brought datagrams so far (the turn of the next one).
     busy_receives: u64,
-    /// The last receive brought several datagrams: the next one is busy.
+    /// The last receive brought at least [`BUSY_BATCH`] datagrams: the next one is busy.
     busy: bool,
     /// The socket's timestamps are on.
     on: bool,
 }
+
+/// A receive of this many datagrams or more means a queue: the receive after it may go unstamped.
+pub const BUSY_BATCH: usize = 4;
 
 /// What [`Sampling`] says about the next receive.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -169,14 +175,14 @@ impl Sampling {
         SampleDecision { switch, weight }
     }
 
-    /// After a receive that brought datagrams or found the socket dry (an empty receive does not take
-    /// a busy receive's turn; a failed one is not reported here and changes nothing).
+    /// After a receive that brought `datagrams` (0: it found the socket dry, which does not take a busy
+    /// receive's turn; a failed receive is not reported here and changes nothing).
     #[inline]
-    fn after_receive(&mut self, batch: Batch) {
-        if self.busy && batch != Batch::Empty {
+    fn after_receive(&mut self, datagrams: usize) {
+        if self.busy && datagrams > 0 {
             self.busy_receives += 1;
         }
-        self.busy = batch == Batch::Several;
+        self.busy = datagrams >= BUSY_BATCH;
     }
 }
 
@@ -402,13 +408,13 @@ impl Worker {
                 } else {
                     Batch::Several
                 };
-                self.sampling.after_receive(batch);
+                self.sampling.after_receive(count);
                 self.respond(count, sample.weight);
                 self.flush();
                 batch
             }
             Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
-                self.sampling.after_receive(Batch::Empty);
+                self.sampling.after_receive(0);
                 Batch::Empty
             }
             // Interrupted, or a pending socket error: more may be queued behind it.
@@ -450,23 +456,22 @@ impl Worker {
 
 #[cfg(test)]
 mod tests {
-    use super::{Batch, SampleDecision, Sampling};
+    use super::{SampleDecision, Sampling, BUSY_BATCH};
+
+    /// A batch long enough to make the next receive a busy one.
+    const FULL: usize = BUSY_BATCH;
 
     /// One receive that brings `datagrams` (0: the socket was dry): the switch before it and its weight.
     fn receive(sampling: &mut Sampling, datagrams: usize) -> (Option<bool>, u32) {
         let SampleDecision { switch, weight } = sampling.before_receive();
-        sampling.after_receive(match datagrams {
-            0 => Batch::Empty,
-            1 => Batch::One,
-            _ => Batch::Several,
-        });
+        sampling.after_receive(datagrams);
         (switch, weight)
     }
 
     #[test]
     fn every_receive_is_stamped_at_one_in_one_or_without_timestamps() {
         for mut sampling in [Sampling::new(1, true), Sampling::new(16, false)] {
-            for datagrams in [8, 8, 0, 1, 8] {
+            for datagrams in [FULL, FULL, 0, 1, FULL] {
                 assert_eq!(receive(&mut sampling, datagrams), (None, 1));
             }
         }
@@ -476,8 +481,8 @@ mod tests {
     fn a_busy_worker_stamps_one_receive_in_n_and_weighs_it_n() {
         let mut sampling = Sampling::new(4, true);
         // The first receive follows no full one: stamped, weight 1.
-        assert_eq!(receive(&mut sampling, 8), (None, 1));
-        let busy: Vec<_> = (0..9).map(|_| receive(&mut sampling, 8)).collect();
+        assert_eq!(receive(&mut sampling, FULL), (None, 1));
+        let busy: Vec<_> = (0..9).map(|_| receive(&mut sampling, FULL)).collect();
         // Busy receive 0 is sampled (timestamps still on), 1-3 off, 4 on, 5-7 off, 8 on: each weighs 4.
         let switches: Vec<_> = busy.iter().map(|(switch, _)| *switch).collect();
         assert_eq!(
@@ -500,28 +505,32 @@ mod tests {
     #[test]
     fn a_receive_after_a_dry_or_single_one_is_stamped_and_weighs_one() {
         let mut sampling = Sampling::new(8, true);
-        assert_eq!(receive(&mut sampling, 8), (None, 1));
-        assert_eq!(receive(&mut sampling, 8), (None, 8));
+        assert_eq!(receive(&mut sampling, FULL), (None, 1));
+        assert_eq!(receive(&mut sampling, FULL), (None, 8));
         assert_eq!(receive(&mut sampling, 0), (Some(false), 8));
         // The socket ran dry (the worker slept): stamped, whatever the busy count says.
         assert_eq!(receive(&mut sampling, 1), (Some(true), 1));
         // Ping-pong: one datagram per receive, every one stamped, no switching.
         assert_eq!(receive(&mut sampling, 1), (None, 1));
-        assert_eq!(receive(&mut sampling, 8), (None, 1));
+        // Short batches (evenly spaced arrivals at moderate load): still every receive stamped.
+        for _ in 0..4 {
+            assert_eq!(receive(&mut sampling, FULL - 1), (None, 1));
+        }
+        assert_eq!(receive(&mut sampling, FULL), (None, 1));
         // Busy again: the count goes on from where it was (busy receive 1 of 8: not sampled).
-        assert_eq!(receive(&mut sampling, 8), (Some(false), 8));
+        assert_eq!(receive(&mut sampling, FULL), (Some(false), 8));
     }
 
     #[test]
     fn an_empty_receive_does_not_take_the_sampled_turn() {
         let mut sampling = Sampling::new(2, true);
-        receive(&mut sampling, 8);
-        assert_eq!(receive(&mut sampling, 8), (None, 2));
-        assert_eq!(receive(&mut sampling, 8), (Some(false), 2));
+        receive(&mut sampling, FULL);
+        assert_eq!(receive(&mut sampling, FULL), (None, 2));
+        assert_eq!(receive(&mut sampling, FULL), (Some(false), 2));
         // The sampled turn comes up, but an interrupted receive brings nothing and changes nothing...
         assert_eq!(sampling.before_receive().switch, Some(true));
         // ...so the next receive with datagrams is still the sampled one.
-        assert_eq!(receive(&mut sampling, 8), (None, 2));
-        assert_eq!(receive(&mut sampling, 8), (Some(false), 2));
+        assert_eq!(receive(&mut sampling, FULL), (None, 2));
+        assert_eq!(receive(&mut sampling, FULL), (Some(false), 2));
     }
 }
