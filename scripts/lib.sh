@@ -53,7 +53,7 @@ APT_UPDATED=0
 WORK_DIR="${WORK_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/udpd-bench.XXXXXX")}"
 # Columns of the raw results file (one row per measured run).
 # shellcheck disable=SC2034  # used by the scripts that source this file
-RESULT_HEADER=$'server\tworkers\tregime\tpayload\trate\trun\toffered_pps\tserved_pps\tloss_pct\tcpu_us\tp50\tp99\tp999\tin_dg\tout_dg\trcvbuf_err\tsndbuf_err\tclient'
+RESULT_HEADER=$'server\tworkers\tregime\tpayload\trate\trun\toffered_pps\tserved_pps\tloss_pct\tcpu_us\tp50\tp99\tp999\tin_dg\tout_dg\trcvbuf_err\tsndbuf_err\tclient\tp99_sent'
 
 log() { printf '%s\n' "$*" >&2; }
 die() { printf '%s: error: %s\n' "$(basename "$0")" "$*" >&2; exit 1; }
@@ -219,18 +219,22 @@ snmp_udp() {
 }
 
 # json_fields FILE: the load JSON as tab-separated
-# offered_pps served_pps loss_pct received p50 p99 p999 sent duration_s
+# offered_pps served_pps loss_pct received p50 p99 p999 sent duration_s p99_sent
+# (p99_sent: p99 over every request sent, the unanswered counted as slowest;
+# inf when more than 1 % went unanswered)
 json_fields() {
   python3 - "$1" <<'EOF'
 import json, sys
 j = json.load(open(sys.argv[1]))
 lat = j.get("latency_us") or {}
+sent_lat = j.get("latency_of_sent_us")
 def f(v, fmt="%.0f"):
     return "-" if v is None else fmt % v
+p99_sent = "-" if not sent_lat else ("inf" if sent_lat.get("p99") is None else "%.1f" % sent_lat["p99"])
 print("\t".join([f(j.get("offered_pps") or j.get("sent_pps")), f(j.get("received_pps")),
                  f((j.get("loss_ratio") or 0) * 100, "%.3f"), f(j.get("received")),
                  f(lat.get("p50"), "%.1f"), f(lat.get("p99"), "%.1f"), f(lat.get("p99_9"), "%.1f"),
-                 f(j.get("sent")), f(j.get("duration_s"), "%.3f")]))
+                 f(j.get("sent")), f(j.get("duration_s"), "%.3f"), p99_sent]))
 EOF
 }
 
@@ -252,12 +256,12 @@ run_load_cell() {
     [[ -s $json ]] || return 0
   fi
   t1=$(cpu_ticks "$SERVER_PID"); s1=$(snmp_udp)
-  local offered served loss received p50 p99 p999 _sent _dur
-  IFS=$'\t' read -r offered served loss received p50 p99 p999 _sent _dur < <(json_fields "$json")
+  local offered served loss received p50 p99 p999 _sent _dur p99_sent
+  IFS=$'\t' read -r offered served loss received p50 p99 p999 _sent _dur p99_sent < <(json_fields "$json")
   [[ $rate == 0 ]] && offered=$_sent && [[ $_dur != - && $_dur != 0.000 ]] &&
     offered=$(awk -v s="$_sent" -v d="$_dur" 'BEGIN { printf "%.0f", s / d }')
   emit_row "$results" "$server" "$workers" "$regime" "$payload" "$rate" "$run" "$offered" "$served" "$loss" \
-    "$t0" "$t1" "$received" "$p50" "$p99" "$p999" "$s0" "$s1" udpd-load
+    "$t0" "$t1" "$received" "$p50" "$p99" "$p999" "$s0" "$s1" udpd-load "$p99_sent"
 }
 
 # run_sockperf_cell RESULTS SERVER REGIME PAYLOAD RATE RUN PORT [WORKERS]
@@ -313,6 +317,7 @@ speaks_sockperf() { [[ $1 == sockperf || $1 == udpd-sockperf ]]; }
 emit_row() {
   local results=$1 server=$2 workers=$3 regime=$4 payload=$5 rate=$6 run=$7 offered=$8 served=$9
   local loss=${10} t0=${11} t1=${12} received=${13} p50=${14} p99=${15} p999=${16} s0=${17} s1=${18} client=${19}
+  local p99_sent=${20:--}
   local cpu_us="-"
   if [[ $received =~ ^[0-9]+$ ]] && ((received > 0)); then
     cpu_us=$(awk -v a="$t0" -v b="$t1" -v n="$received" -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", (b - a) / hz * 1e6 / n }')
@@ -320,7 +325,7 @@ emit_row() {
   local deltas
   deltas=$(awk -v a="$s0" -v b="$s1" 'BEGIN { split(a, x, " "); split(b, y, " "); printf "%d\t%d\t%d\t%d", y[1]-x[1], y[2]-x[2], y[3]-x[3], y[4]-x[4] }')
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$server" "$workers" "$regime" "$payload" "$rate" "$run" \
-    "$offered" "$served" "$loss" "$cpu_us" "$p50" "$p99" "$p999" "$deltas	$client" >>"$results"
+    "$offered" "$served" "$loss" "$cpu_us" "$p50" "$p99" "$p999" "$deltas	$client	$p99_sent" >>"$results"
   log "  $(printf '%-14s %-6s %5sB rate=%-7s served=%-9s loss=%-7s%% cpu=%-6sus p99=%sus' "$server" "$regime" "$payload" "$rate" "$served" "$loss" "$cpu_us" "$p99")"
 }
 

@@ -16,6 +16,7 @@ use super::flow::Flow;
 use super::outbox::Outbox;
 use super::payload::Filler;
 use super::phase::{Clock, Phase};
+use super::ready::{Drained, ReadyFlows};
 use super::sources::{FlowSources, SourceBook};
 use super::Plan;
 use crate::serve::segments::Received;
@@ -180,6 +181,7 @@ impl Inbox {
 /// Everything one thread's loop works on.
 struct Thread<'a> {
     flows: Vec<Flow>,
+    ready: ReadyFlows,
     out: Outbox,
     inbox: Inbox,
     feed: Feed<'a>,
@@ -195,6 +197,7 @@ struct Thread<'a> {
 pub fn run(
     plan: &Plan,
     sockets: Vec<UdpSocket>,
+    ready: ReadyFlows,
     filler: &Filler,
     origin: Instant,
     progress: Option<Sender<Progress>>,
@@ -219,15 +222,17 @@ pub fn run(
         grace_ns,
         plan.timeout_ns,
     );
+    let flows: Vec<Flow> = sockets
+        .into_iter()
+        .map(|socket| Flow {
+            socket,
+            book: SeqBook::new(plan.window),
+            sources: FlowSources::default(),
+        })
+        .collect();
     let mut thread = Thread {
-        flows: sockets
-            .into_iter()
-            .map(|socket| Flow {
-                socket,
-                book: SeqBook::new(plan.window),
-                sources: FlowSources::default(),
-            })
-            .collect(),
+        ready,
+        flows,
         out: Outbox::new(plan.batch, plan.payload, segments)
             .send_to(plan.check_source.then_some(plan.target)),
         inbox: Inbox::new(plan, gro),
@@ -314,13 +319,13 @@ impl Thread<'_> {
         busy
     }
 
-    /// Reads every flow's replies (at most [`RECV_ROUNDS`] batches each) and judges them; returns whether
-    /// anything arrived.
+    /// Reads the replies of every flow that may have some (at most [`RECV_ROUNDS`] batches each) and
+    /// judges them; returns whether anything arrived.
     fn receive(&mut self, measuring: bool) -> bool {
         let mut busy = false;
-        for flow in &mut self.flows {
-            busy |= receive_flow(
-                flow,
+        self.ready.for_each(|flow| {
+            let (got, drained) = receive_flow(
+                &mut self.flows[flow],
                 &mut self.inbox,
                 &self.checker,
                 measuring,
@@ -329,12 +334,15 @@ impl Thread<'_> {
                 &self.clock,
                 self.sources.as_mut(),
             );
-        }
+            busy |= got;
+            drained
+        });
         busy
     }
 }
 
 /// One flow's part of [`Thread::receive`]: each datagram, GRO trains split as the server splits them.
+/// Returns whether anything arrived, and whether the socket was read down to "would block".
 #[allow(clippy::too_many_arguments)] // the thread's parts, borrowed apart
 fn receive_flow(
     flow: &mut Flow,
@@ -345,7 +353,7 @@ fn receive_flow(
     warned: &mut Warned,
     clock: &Clock,
     mut sources: Option<&mut SourceBook>,
-) -> bool {
+) -> (bool, Drained) {
     let mut busy = false;
     for _ in 0..RECV_ROUNDS {
         let fd = flow.socket.as_fd();
@@ -377,10 +385,10 @@ fn receive_flow(
                     }
                 }
                 if count < inbox.infos.len() {
-                    break;
+                    return (busy, Drained::Yes);
                 }
             }
-            Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => return (busy, Drained::Yes),
             Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
             // An ICMP "port unreachable" for an earlier datagram: the server is not (yet) there.
             Err(error) if error.raw_os_error() == Some(libc::ECONNREFUSED) => {}
@@ -389,9 +397,9 @@ fn receive_flow(
                     eprintln!("udpd: warning: receive failed: {error}");
                     warned.recv = true;
                 }
-                break;
+                return (busy, Drained::Yes);
             }
         }
     }
-    busy
+    (busy, Drained::No)
 }

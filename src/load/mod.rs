@@ -4,7 +4,10 @@
 //! (`"open"` or `"closed"`), `flows`, `threads`, `payload`, `expect`, `duration_s`, `offered_pps` (`--rate`
 //! in open loop, 0 meaning as fast as possible; null in closed loop), `sent`, `sent_pps`, `received`,
 //! `received_pps`, `lost`, `loss_ratio`, `mismatched`, `duplicates`, `late`, `send_errors`, and `latency_us`
-//! (`p50`, `p90`, `p99`, `p99_9`, `p99_99`, `max`, `mean`; null when no reply was matched), and
+//! (`p50`, `p90`, `p99`, `p99_9`, `p99_99`, `max`, `mean`; null when no reply was matched),
+//! `latency_of_sent_us` (the same percentiles but `max` and `mean` over every request sent, each request
+//! without a correct reply counted as slower than any reply: null where a percentile falls among them;
+//! and `unanswered`, their count; null when no reply was matched), and
 //! `reply_sources` (null without `--check-source`; else `replies`, `flows_answered`, `single_source`,
 //! `multi_source`, `moved_once`, `flapping`, `changes`, `other_replies` and `by_source`, a list of `addr`,
 //! `replies`, `flows_first`, `flows_last`; see `sources`).
@@ -24,6 +27,7 @@ mod outbox;
 mod payload;
 mod phase;
 mod plan;
+mod ready;
 mod report;
 mod schedule;
 mod sources;
@@ -36,7 +40,7 @@ use crate::stats::latency_histogram;
 use engine::{Progress, Tally, ThreadReport};
 pub use expect::Expect;
 pub use plan::{LoadArgs, Pattern, Plan};
-use report::{Latency, Summary};
+use report::{Latency, LatencyOfSent, Summary};
 
 /// Runs `udpd load`: validates, opens the flows, runs the threads, prints the report.
 pub fn run(args: LoadArgs) -> crate::Result<()> {
@@ -58,12 +62,22 @@ pub fn run(args: LoadArgs) -> crate::Result<()> {
     for (i, socket) in sockets.into_iter().enumerate() {
         shares[i % plan.threads].push(socket);
     }
+    let readiness = shares
+        .iter()
+        .map(|share| ready::ReadyFlows::new(share))
+        .collect::<std::io::Result<Vec<_>>>()
+        .map_err(|error| {
+            crate::Error::runtime(format!(
+                "cannot watch the flow sockets with epoll: {error} (too many flows for the open-file limit? see `ulimit -n`)"
+            ))
+        })?;
     let (sender, receiver) = mpsc::channel::<Progress>();
     let results: Vec<std::thread::Result<ThreadReport>> = std::thread::scope(|scope| {
         let handles: Vec<_> = shares
             .into_iter()
+            .zip(readiness)
             .enumerate()
-            .map(|(i, share)| {
+            .map(|(i, (share, ready))| {
                 let core = (!cores.is_empty()).then(|| cores[i % cores.len()]);
                 let progress = show_progress.then(|| sender.clone());
                 let (plan, filler) = (&plan, &filler);
@@ -73,7 +87,7 @@ pub fn run(args: LoadArgs) -> crate::Result<()> {
                         if let Some(core) = core {
                             core_affinity::set_for_current(core);
                         }
-                        engine::run(plan, share, filler, clock, progress, gro)
+                        engine::run(plan, share, ready, filler, clock, progress, gro)
                     })
                     .expect("spawning a load thread")
             })
@@ -152,6 +166,11 @@ fn summarize(
             None
         } else {
             Latency::from_histogram(hist)
+        },
+        latency_of_sent: if expect_none {
+            None
+        } else {
+            LatencyOfSent::new(hist, tally.sent)
         },
         sources: None,
     }

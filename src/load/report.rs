@@ -39,6 +39,46 @@ impl Latency {
     }
 }
 
+/// Latency percentiles over every measured request sent, in microseconds, each request that got no
+/// correct reply (lost or mismatched) counted as slower than any reply: `None` where a percentile falls
+/// among those. A server that drops the datagrams of a burst answers fewer requests late, so the
+/// percentiles of its replies alone look better than its service was; these do not.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LatencyOfSent {
+    pub p50: Option<f64>,
+    pub p90: Option<f64>,
+    pub p99: Option<f64>,
+    pub p99_9: Option<f64>,
+    pub p99_99: Option<f64>,
+    /// Requests without a correct reply, counted at the top.
+    pub unanswered: u64,
+}
+
+impl LatencyOfSent {
+    /// The percentiles over `sent` requests of which `hist` (nanoseconds) holds the answered ones, or
+    /// `None` when nothing was answered.
+    pub fn new(hist: &Histogram<u64>, sent: u64) -> Option<LatencyOfSent> {
+        let answered = hist.len();
+        if answered == 0 {
+            return None;
+        }
+        let sent = sent.max(answered);
+        let at = |q: f64| {
+            let rank = (q * sent as f64).ceil().max(1.0) as u64;
+            (rank <= answered)
+                .then(|| hist.value_at_quantile(rank as f64 / answered as f64) as f64 / NS_PER_US)
+        };
+        Some(LatencyOfSent {
+            p50: at(0.5),
+            p90: at(0.9),
+            p99: at(0.99),
+            p99_9: at(0.999),
+            p99_99: at(0.9999),
+            unanswered: sent - answered,
+        })
+    }
+}
+
 /// Everything the final report says.
 #[derive(Clone, Debug)]
 pub struct Summary {
@@ -68,6 +108,8 @@ pub struct Summary {
     /// Replies that arrived although `--expect none`.
     pub unexpected: u64,
     pub latency: Option<Latency>,
+    /// The same percentiles over every request sent (see [`LatencyOfSent`]).
+    pub latency_of_sent: Option<LatencyOfSent>,
     /// `--check-source`: replies per source address and the flows' stickiness.
     pub sources: Option<SourceBook>,
 }
@@ -168,6 +210,25 @@ impl Summary {
                     "  {:>10.1} {:>10.1} {:>10.1} {:>10.1} {:>10.1} {:>10.1}",
                     l.p50, l.p90, l.p99, l.p99_9, l.p99_99, l.max
                 );
+                if let Some(all) = self.latency_of_sent.filter(|all| all.unanswered > 0) {
+                    let cell = |value: Option<f64>| {
+                        value.map_or("unanswered".to_string(), |v| format!("{v:.1}"))
+                    };
+                    let _ = writeln!(
+                        out,
+                        "latency over every request sent (us), the {} unanswered counted as slowest",
+                        all.unanswered
+                    );
+                    let _ = writeln!(
+                        out,
+                        "  {:>10} {:>10} {:>10} {:>10} {:>10}",
+                        cell(all.p50),
+                        cell(all.p90),
+                        cell(all.p99),
+                        cell(all.p99_9),
+                        cell(all.p99_99)
+                    );
+                }
             }
         }
         out
@@ -186,6 +247,18 @@ impl Summary {
                 ("p99_99", text(number(l.p99_99))),
                 ("max", text(number(l.max))),
                 ("mean", text(number(l.mean))),
+            ]),
+        };
+        let optional = |value: Option<f64>| text(value.map_or(Value::Null, number));
+        let latency_of_sent = match &self.latency_of_sent {
+            None => text(Value::Null),
+            Some(l) => object(&[
+                ("p50", optional(l.p50)),
+                ("p90", optional(l.p90)),
+                ("p99", optional(l.p99)),
+                ("p99_9", optional(l.p99_9)),
+                ("p99_99", optional(l.p99_99)),
+                ("unanswered", text(l.unanswered.into())),
             ]),
         };
         let mut json = object(&[
@@ -211,6 +284,7 @@ impl Summary {
             ("late", text(self.late.into())),
             ("send_errors", text(self.send_errors.into())),
             ("latency_us", latency),
+            ("latency_of_sent_us", latency_of_sent),
             (
                 "reply_sources",
                 self.sources
@@ -288,6 +362,7 @@ mod tests {
             send_errors: 0,
             unexpected: 0,
             latency: Latency::from_histogram(&histogram()),
+            latency_of_sent: LatencyOfSent::new(&histogram(), 2000),
             sources: None,
         }
     }
@@ -325,6 +400,41 @@ mod tests {
         empty.sources = Some(SourceBook::new());
         let parsed: Value = serde_json::from_str(&empty.to_json()).unwrap();
         assert_eq!(parsed["reply_sources"]["flows_answered"], 0);
+    }
+
+    #[test]
+    fn unanswered_requests_count_as_slower_than_every_reply() {
+        // 1,000 replies of 1..=1000 us.
+        let hist = histogram();
+        let all_answered = LatencyOfSent::new(&hist, 1000).unwrap();
+        let replies = Latency::from_histogram(&hist).unwrap();
+        assert_eq!(all_answered.unanswered, 0);
+        assert_eq!(all_answered.p99, Some(replies.p99));
+        assert_eq!(all_answered.p50, Some(replies.p50));
+        // 10 of 1,010 unanswered (1 %): p99 moves up to the slowest reply, p99.9 falls among the lost.
+        let some_lost = LatencyOfSent::new(&hist, 1010).unwrap();
+        assert_eq!(some_lost.unanswered, 10);
+        assert!(some_lost.p99.unwrap() > replies.p99);
+        assert!((some_lost.p99.unwrap() - replies.max).abs() < 1.0);
+        assert_eq!(some_lost.p99_9, None);
+        assert!(LatencyOfSent::new(&crate::stats::latency_histogram(), 10).is_none());
+
+        let mut s = summary();
+        s.latency_of_sent = Some(some_lost);
+        let text = s.to_text();
+        assert!(
+            text.contains("the 10 unanswered counted as slowest"),
+            "{text}"
+        );
+        assert!(text.contains("unanswered"));
+        let parsed: Value = serde_json::from_str(&s.to_json()).unwrap();
+        assert_eq!(parsed["latency_of_sent_us"]["unanswered"], 10);
+        assert_eq!(parsed["latency_of_sent_us"]["p99_9"], Value::Null);
+        s.latency_of_sent = LatencyOfSent::new(&hist, 1000);
+        assert!(
+            !s.to_text().contains("every request sent"),
+            "no second row without losses"
+        );
     }
 
     #[test]
