@@ -6,7 +6,8 @@
 //! and [`Guard::admit`] allocates nothing, locks nothing and makes no syscall.
 //!
 //! How the worker uses it, per batch:
-//! 1. read the clock once: `let now = Tick::from_elapsed(origin.elapsed())`;
+//! 1. read the clock once, if [`Guard::reads_the_clock`] (only the rate limiter does; any tick will do
+//!    otherwise): `let now = Tick::from_elapsed(origin.elapsed())`;
 //! 2. per received buffer from `peer` holding `n` datagrams (`Received::count()`):
 //!    `let verdict = guard.admit(peer, n, now)`; answer the first `verdict.admitted` datagrams, drop the
 //!    remaining `verdict.refused` and count them under `verdict.reason`; count `verdict.dry_run_refused`
@@ -215,6 +216,12 @@ impl Guard {
     /// limiter): the worker may skip calling it.
     pub fn admits_everything(&self) -> bool {
         self.loop_ports.is_none() && self.acl.is_none() && self.limiter.is_none()
+    }
+
+    /// Whether [`admit`](Self::admit) looks at its `now` (the rate limiter refills by it): without it
+    /// the worker need not read the clock for the guard.
+    pub fn reads_the_clock(&self) -> bool {
+        self.limiter.is_some()
     }
 
     /// Buckets in the rate limiter's table (0 when the limiter is off); fixed for the guard's life.

@@ -131,6 +131,25 @@ fn without_the_loop_guard_those_sources_pass() {
 }
 
 #[test]
+fn only_the_rate_limiter_needs_the_clock() {
+    assert!(!guard(open()).reads_the_clock());
+    assert!(!guard(GuardConfig::default()).reads_the_clock());
+    assert!(guard(limited(10, 10)).reads_the_clock());
+    // Without the limiter the tick is never looked at: any tick gives the same verdicts.
+    let mut guard = guard(GuardConfig::default());
+    for tick in [0, 1, u64::MAX] {
+        assert_eq!(
+            guard.admit(peer("192.0.2.1:5000"), 3, Tick(tick)),
+            Admission::all(3)
+        );
+        assert_eq!(
+            guard.admit(peer("192.0.2.1:0"), 3, Tick(tick)),
+            refused(Refusal::LoopGuard, 3)
+        );
+    }
+}
+
+#[test]
 fn the_acl_applies_longest_prefix_with_deny_winning_ties() {
     let mut guard = guard(GuardConfig {
         allow: cidrs(&["10.1.0.0/16", "192.0.2.0/24"]),
