@@ -162,16 +162,12 @@ fn summarize(
         late: tally.late,
         send_errors: tally.send_errors,
         unexpected: tally.unexpected,
-        latency: if expect_none {
-            None
-        } else {
-            Latency::from_histogram(hist)
-        },
-        latency_of_sent: if expect_none {
-            None
-        } else {
-            LatencyOfSent::new(hist, tally.sent)
-        },
+        latency: (!expect_none)
+            .then(|| Latency::from_histogram(hist))
+            .flatten(),
+        latency_of_sent: (!expect_none)
+            .then(|| LatencyOfSent::new(hist, tally.sent))
+            .flatten(),
         sources: None,
     }
 }

@@ -85,22 +85,13 @@ impl ReadyFlows {
         match polled.poll.poll(&mut polled.events, Some(Duration::ZERO)) {
             Ok(()) => {
                 for event in polled.events.iter() {
-                    let flow = event.token().0;
-                    if !polled.listed[flow] {
-                        polled.listed[flow] = true;
-                        polled.ready.push(flow);
-                    }
+                    list(&mut polled.listed, &mut polled.ready, event.token().0);
                 }
             }
             Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
             // Should never happen; reading every flow once loses nothing and keeps the run going.
             Err(_) => {
-                for flow in 0..self.flows {
-                    if !polled.listed[flow] {
-                        polled.listed[flow] = true;
-                        polled.ready.push(flow);
-                    }
-                }
+                (0..self.flows).for_each(|flow| list(&mut polled.listed, &mut polled.ready, flow))
             }
         }
         let listed = &mut polled.listed;
@@ -109,6 +100,14 @@ impl ReadyFlows {
             listed[flow] = keep;
             keep
         });
+    }
+}
+
+/// Puts `flow` on the `ready` list, once (`listed` says who is on it).
+fn list(listed: &mut [bool], ready: &mut Vec<usize>, flow: usize) {
+    if !listed[flow] {
+        listed[flow] = true;
+        ready.push(flow);
     }
 }
 
