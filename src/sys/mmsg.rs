@@ -32,6 +32,9 @@ pub struct RecvScratch {
     /// The buffer address, slot size and count the pointers were last set up for: when a call names the
     /// same, only the fields the kernel overwrites are reset.
     prepared_for: (usize, usize, usize),
+    /// Headers the kernel may have written since they were last reset (the ones the last call
+    /// received into); every header past these still holds its reset values.
+    written: usize,
 }
 
 impl RecvScratch {
@@ -47,6 +50,7 @@ impl RecvScratch {
             names: vec![NameBuf::default(); capacity],
             controls: vec![CmsgBuf::default(); capacity],
             prepared_for: (0, 0, 0),
+            written: 0,
         }
     }
 
@@ -87,8 +91,9 @@ pub fn recv_batch(
     let base = buffer.as_mut_ptr();
     let wanted = (base as usize, slot_size, slots);
     if scratch.prepared_for == wanted {
-        // Same buffer, same slots: every pointer is already right; reset what the kernel overwrote.
-        for message in &mut scratch.headers[..count] {
+        // Same buffer, same slots: every pointer is already right; reset what the kernel overwrote
+        // (only the headers it received into: at one datagram per call, one header, not 64).
+        for message in &mut scratch.headers[..scratch.written.min(slots)] {
             message.msg_hdr.msg_namelen = std::mem::size_of::<NameBuf>() as libc::socklen_t;
             message.msg_hdr.msg_controllen = RECV_CMSG_SPACE;
             message.msg_hdr.msg_flags = 0;
@@ -116,6 +121,8 @@ pub fn recv_batch(
         }
         scratch.prepared_for = wanted;
     }
+    // Until the call says how many it received, any of the `count` headers may be written.
+    scratch.written = count;
     let flags = match wait {
         Wait::No => libc::MSG_DONTWAIT,
         Wait::ForOne => libc::MSG_WAITFORONE,
@@ -137,6 +144,9 @@ pub fn recv_batch(
             std::ptr::null_mut(),
         )
     })? as usize;
+    // The kernel writes a header back only for a datagram it delivered; the one after the last may
+    // have failed half-way (its error is reported on the next call), so it counts as written too.
+    scratch.written = (received + 1).min(count);
     for (i, info) in out.iter_mut().enumerate().take(received) {
         let message = &scratch.headers[i];
         let header = &message.msg_hdr;
@@ -297,4 +307,58 @@ pub fn is_gso_refusal(error: &io::Error) -> bool {
         error.raw_os_error(),
         Some(libc::EIO | libc::EINVAL | libc::ENOPROTOOPT | libc::EOPNOTSUPP)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::UdpSocket;
+    use std::os::fd::AsFd;
+
+    use nix::sys::socket::{setsockopt, sockopt::ReceiveTimestampns};
+
+    use super::{recv_batch, RecvInfo, RecvScratch, Wait};
+
+    /// Sends `count` datagrams to `to`, then receives them in one call; returns which carried a
+    /// kernel timestamp.
+    fn send_and_receive(
+        to: &UdpSocket,
+        scratch: &mut RecvScratch,
+        buffer: &mut [u8],
+        count: usize,
+    ) -> Vec<bool> {
+        let from = UdpSocket::bind("127.0.0.1:0").unwrap();
+        for i in 0..count {
+            from.send_to(&[i as u8], to.local_addr().unwrap()).unwrap();
+        }
+        let mut out = [RecvInfo::default(); 8];
+        let received = recv_batch(to.as_fd(), scratch, buffer, 64, &mut out, Wait::No).unwrap();
+        assert_eq!(received, count, "loopback delivers before send_to returns");
+        for (i, info) in out[..received].iter().enumerate() {
+            assert_eq!((info.len, buffer[i * 64]), (1, i as u8));
+            assert_eq!(info.peer.to_socket_addr(), from.local_addr().unwrap());
+        }
+        out[..received]
+            .iter()
+            .map(|info| info.control.rx_time_ns.is_some())
+            .collect()
+    }
+
+    #[test]
+    fn every_header_a_receive_wrote_is_reset_before_the_next() {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let (mut scratch, mut buffer) = (RecvScratch::new(8), vec![0u8; 8 * 64]);
+        // Without timestamps the kernel writes a control length of 0 into each header it receives into.
+        assert_eq!(send_and_receive(&socket, &mut scratch, &mut buffer, 1), [false]);
+        assert_eq!(
+            send_and_receive(&socket, &mut scratch, &mut buffer, 3),
+            [false; 3]
+        );
+        // Every header that held a 0 must have its full control length back, or the timestamps of
+        // this batch would be cut off.
+        setsockopt(&socket, ReceiveTimestampns, &true).unwrap();
+        assert_eq!(
+            send_and_receive(&socket, &mut scratch, &mut buffer, 6),
+            [true; 6]
+        );
+    }
 }
