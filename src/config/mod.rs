@@ -26,10 +26,14 @@ use crate::handler::HandlerSpec;
 
 /// Default `--max-datagram`: above any UDP payload (IPv6 allows up to 65,527), so nothing is cut by default.
 pub const MAX_DATAGRAM_DEFAULT: usize = crate::sys::limits::MAX_DATAGRAM;
-/// A busy worker takes kernel timestamps on one receive in this many (see `serve::worker::Sampling`):
-/// the per-datagram timestamp control message costs about 2 % of the CPU per reply in the many-clients
-/// regime (docs/BENCHMARKS.md §5), and one receive in 16 still stamps thousands of replies a second.
+/// A loud server takes kernel timestamps during one 16th of the time (see `serve::stamps`): while any
+/// socket wants them the kernel stamps every arriving packet, and with the timestamp control message
+/// that costs about 2.5 % of the CPU per reply in the many-clients regime (docs/BENCHMARKS.md §8-9);
+/// one 16th of the time still stamps thousands of replies a second.
 pub const DEFAULT_LATENCY_SAMPLE: usize = 16;
+/// Below this many datagrams a second (all workers together) every datagram is stamped: what the
+/// timestamps cost there (well under 0.1 % of a CPU) is not worth a sampled histogram.
+pub const DEFAULT_LATENCY_ALL_BELOW: usize = 20_000;
 
 /// `udpd serve` as typed: the `--config` file, `--print-config`, and every setting flag given (each
 /// already parsed and range-checked by its entry in [`settings`]; see [`flags`]).
@@ -76,8 +80,10 @@ pub struct ServeConfig {
     pub interval: Duration,
     pub quiet: bool,
     pub latency: bool,
-    /// A busy worker takes kernel receive timestamps on one receive in this many (1: every receive).
+    /// A loud server takes kernel receive timestamps during one N-th of the time (1: always).
     pub latency_sample: usize,
+    /// Below this many datagrams a second every datagram is stamped (0: sampled at any rate).
+    pub latency_all_below: usize,
     pub format: ReportFormat,
     /// Where to serve Prometheus metrics, if anywhere.
     pub metrics: Option<SocketAddr>,
@@ -109,6 +115,7 @@ impl Default for ServeConfig {
             quiet: false,
             latency: true,
             latency_sample: DEFAULT_LATENCY_SAMPLE,
+            latency_all_below: DEFAULT_LATENCY_ALL_BELOW,
             format: ReportFormat::Text,
             metrics: None,
             guard: guard::GuardConfig::default(),

@@ -31,7 +31,7 @@ fn format_choices() -> Vec<clap::builder::PossibleValue> {
 
 /// The listening, I/O and reporting settings. `cpus` comes before `pin` (pin = false drops the list), and
 /// `workers` is filled from the CPU list when not given.
-pub static SERVE_SETTINGS: [Setting; 18] = [
+pub static SERVE_SETTINGS: [Setting; 19] = [
     Setting {
         key: "listen",
         flag: "listen",
@@ -230,13 +230,25 @@ pub static SERVE_SETTINGS: [Setting; 18] = [
         key: "latency_sample",
         flag: "latency-sample",
         value_name: "N",
-        kind: whole(1, 1_000_000, "batches"),
-        help: "While a worker is busy, take kernel receive timestamps on one receive in N and count each stamped reply N times (a quiet worker stamps every receive; the summary says how many replies were stamped); 1 stamps every datagram",
+        kind: whole(1, 1_000, ""),
+        help: "Above --latency-all-below, take kernel receive timestamps during one N-th of the time (random windows) and count each stamped reply N times (the summary says how many replies were stamped); 1 stamps every datagram",
         note: "",
         example: "4",
         bad: "0",
         apply: |c, v| if let Value::Whole(n) = v { c.latency_sample = n },
         show: |c| Some(Value::Whole(c.latency_sample)),
+    },
+    Setting {
+        key: "latency_all_below",
+        flag: "latency-all-below",
+        value_name: "RATE",
+        kind: whole(0, 1_000_000_000, "datagrams a second"),
+        help: "Stamp every datagram while the server receives fewer than RATE datagrams a second, all workers together (0: sample at any rate)",
+        note: "",
+        example: "50000",
+        bad: "2000000000",
+        apply: |c, v| if let Value::Whole(n) = v { c.latency_all_below = n },
+        show: |c| Some(Value::Whole(c.latency_all_below)),
     },
     Setting {
         key: "format",

@@ -51,9 +51,9 @@ fn every_setting_has_help_a_flag_named_like_its_key_and_a_unique_key() {
         }
         assert!(settings::find(setting.key).is_some());
     }
-    assert_eq!(count, 30);
+    assert_eq!(count, 31);
     let keys_help = file::keys();
-    assert_eq!(keys_help.len(), 30);
+    assert_eq!(keys_help.len(), 31);
     assert!(keys_help.contains(&("batch", "an integer from 1 to 1024".to_string())));
     let help = {
         use clap::Args;

@@ -152,10 +152,11 @@ fn serve(config: &ServeConfig, mut inheritance: Inheritance) -> Result<()> {
             );
             if config.latency && config.latency_sample > 1 {
                 header.push_str(&format!(
-                    ", latency sampled while busy: 1 receive in {n} stamped, each stamped reply counted {n} times ({} of the histogram's {} replies stamped)",
+                    ", latency sampled above {rate} datagrams/s: timestamps on 1/{n} of the time, each stamped reply counted {n} times ({} of the histogram's {} replies stamped)",
                     summary.total.latency_stamped,
                     summary.total.latency_ns.len(),
                     n = config.latency_sample,
+                    rate = config.latency_all_below,
                 ));
             }
             print_line(summary.render(&header).trim_end());
@@ -168,6 +169,7 @@ fn serve(config: &ServeConfig, mut inheritance: Inheritance) -> Result<()> {
                 "gso": config.gso,
                 "gro": config.gro,
                 "latency_sample": config.latency_sample,
+                "latency_all_below": config.latency_all_below,
             });
             print_line(&crate::stats::export::summary_json(&summary, settings));
         }

@@ -22,6 +22,7 @@ pub mod respond;
 pub mod segments;
 pub mod server;
 pub mod socket;
+pub mod stamps;
 pub mod train;
 pub mod transmit;
 pub mod watch;

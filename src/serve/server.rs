@@ -13,6 +13,7 @@ use mio::{Poll, Waker};
 use super::addresses::{self, SocketGroups};
 use super::guard::{Guard, GuardKey};
 use super::socket::WorkerSocket;
+use super::stamps::{StampWindows, WorkerStamps};
 use crate::config::ServeConfig;
 use crate::error::{Error, ErrorKind, Result};
 use crate::handler::Handler;
@@ -31,9 +32,8 @@ pub struct Server {
     /// A second descriptor for each worker socket, group after group and in worker order within each, to
     /// hand them over on reload.
     sockets: Vec<OwnedFd>,
-    /// With sampled latency: a socket that keeps kernel timestamps on, so that every packet is stamped
-    /// on arrival while the worker sockets switch their own timestamps on and off.
-    _timestamp_keeper: Option<OwnedFd>,
+    /// With sampled latency: the thread that opens and closes the timestamp windows (stops when dropped).
+    _stamp_windows: Option<StampWindows>,
 }
 
 /// Stops every worker of a server: sets the stop flag, then wakes each worker's poll.
@@ -92,11 +92,17 @@ impl Server {
             adopt_groups(config, inherited, &mut warnings)?
         };
         let address = sockets[0].local;
-        let timestamp_keeper = if config.latency && config.latency_sample > 1 {
-            super::socket::timestamp_keeper()
+        let (stamp_windows, stamps) = if config.latency && sockets[0].features.timestamps {
+            StampWindows::start(
+                config.latency_sample,
+                config.latency_all_below as u64,
+                sockets.len(),
+                &mut warnings,
+            )
         } else {
-            None
+            (None, Vec::new())
         };
+        let mut stamps = stamps.into_iter();
         let handover_fds = sockets
             .iter()
             .map(|socket| socket.socket.try_clone().map(OwnedFd::from))
@@ -131,7 +137,7 @@ impl Server {
                 cpu: config.cpus.as_ref().map(|cpus| cpus[index % cpus.len()]),
                 batch: config.batch,
                 max_datagram: config.max_datagram,
-                latency_sample: config.latency_sample,
+                stamps: stamps.next().unwrap_or_else(WorkerStamps::unsampled),
                 handler: make_handler(),
                 guard: Guard::new(&config.guard, address.port(), guard_key),
                 stats: link,
@@ -166,7 +172,7 @@ impl Server {
             reporter,
             warnings,
             sockets: handover_fds,
-            _timestamp_keeper: timestamp_keeper,
+            _stamp_windows: stamp_windows,
         })
     }
 

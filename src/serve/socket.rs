@@ -8,7 +8,7 @@ use std::time::Duration;
 use nix::errno::Errno;
 use nix::sys::socket::{
     bind, getsockname, setsockopt, socket, sockopt, AddressFamily, SockFlag, SockType,
-    SockaddrStorage,
+    SockaddrStorage, TimestampingFlag,
 };
 
 use crate::config::ServeConfig;
@@ -65,18 +65,26 @@ impl IdleWait {
     }
 
     /// The timeout the next idle receive needs.
-    fn wanted(&self, holds_counts: bool) -> Duration {
-        if holds_counts {
+    fn wanted(&self, holds_counts: bool, wake_within: Option<Duration>) -> Duration {
+        let wait = if holds_counts {
             self.holding
         } else {
             QUIET_WAIT.max(self.holding)
-        }
+        };
+        wake_within.map_or(wait, |within| wait.min(within))
     }
 
-    /// Before an idle receive: gives `socket` the timeout a worker that `holds_counts` (or not) needs.
+    /// Before an idle receive: gives `socket` the timeout a worker that `holds_counts` (or not) needs,
+    /// or `wake_within` if shorter (a worker sleeping with timestamps on during a sampling window must
+    /// wake soon after it closes: its socket holds the kernel's timestamps on for every packet).
     /// A failed switch keeps the old timeout (the worker then only wakes more often, or later).
-    pub fn prepare(&mut self, socket: &impl AsFd, holds_counts: bool) {
-        let wanted = self.wanted(holds_counts);
+    pub fn prepare(
+        &mut self,
+        socket: &impl AsFd,
+        holds_counts: bool,
+        wake_within: Option<Duration>,
+    ) {
+        let wanted = self.wanted(holds_counts, wake_within);
         if self.set != Some(wanted) && set_receive_timeout(socket.as_fd(), wanted).is_ok() {
             self.set = Some(wanted);
         }
@@ -182,19 +190,20 @@ pub fn adopt(
     configure(fd, local, config, warnings)
 }
 
-/// A socket that only holds kernel receive timestamps on (`SO_TIMESTAMPNS`): while any socket has them
-/// on, the kernel stamps every arriving packet, so sampled latency still starts at arrival. `None` when
-/// it cannot be had (then unsampled batches simply carry no timestamps, as before).
-pub fn timestamp_keeper() -> Option<OwnedFd> {
-    let fd = socket(
-        AddressFamily::Inet,
-        SockType::Datagram,
-        SockFlag::SOCK_CLOEXEC,
-        None,
-    )
-    .ok()?;
-    setsockopt(&fd, sockopt::ReceiveTimestampns, &true).ok()?;
-    Some(fd)
+/// Turns kernel receive timestamps on or off for `socket` (`SO_TIMESTAMPING`, software receive stamps).
+///
+/// Not `SO_TIMESTAMPNS`: turning that off only stops the control messages, and the socket keeps the
+/// kernel stamping every packet of the host until it is closed; `SO_TIMESTAMPING` gives the switch back
+/// when turned off, which is what lets sampling windows (`serve::stamps`) save the stamps between
+/// windows. A packet that arrived before the kernel's switch was on carries no stamp (rather than the
+/// time it was read).
+pub fn set_receive_timestamps(socket: &impl AsFd, on: bool) -> nix::Result<()> {
+    let flags = if on {
+        TimestampingFlag::SOF_TIMESTAMPING_RX_SOFTWARE | TimestampingFlag::SOF_TIMESTAMPING_SOFTWARE
+    } else {
+        TimestampingFlag::empty()
+    };
+    setsockopt(socket, sockopt::Timestamping, &flags)
 }
 
 /// The address a socket is bound to.
@@ -229,7 +238,7 @@ fn configure(
         let _ = setsockopt(&fd, sockopt::RxqOvfl, &1);
     }
     if config.latency {
-        features.timestamps = setsockopt(&fd, sockopt::ReceiveTimestampns, &true).is_ok();
+        features.timestamps = set_receive_timestamps(&fd, true).is_ok();
         if !features.timestamps {
             warnings.push("kernel receive timestamps unavailable: latency is measured from the moment udpd reads each batch".into());
         }
@@ -395,11 +404,21 @@ mod tests {
     #[test]
     fn a_worker_with_nothing_to_hand_over_sleeps_longer() {
         let wait = IdleWait::new(Duration::from_secs(1));
-        assert_eq!(wait.wanted(true), IDLE_WAIT);
-        assert_eq!(wait.wanted(false), QUIET_WAIT);
+        assert_eq!(wait.wanted(true, None), IDLE_WAIT);
+        assert_eq!(wait.wanted(false, None), QUIET_WAIT);
         // A long report interval never makes the quiet wait shorter than the holding one.
         let wait = IdleWait::new(Duration::from_secs(3600));
-        assert!(wait.wanted(false) >= wait.wanted(true));
+        assert!(wait.wanted(false, None) >= wait.wanted(true, None));
+    }
+
+    #[test]
+    fn a_worker_in_a_sampling_window_wakes_within_it() {
+        let wait = IdleWait::new(Duration::from_secs(1));
+        let window = Duration::from_millis(12);
+        assert_eq!(wait.wanted(false, Some(window)), window);
+        assert_eq!(wait.wanted(true, Some(window)), window);
+        // A window longer than the wait changes nothing.
+        assert_eq!(wait.wanted(true, Some(QUIET_WAIT)), IDLE_WAIT);
     }
 
     #[test]
@@ -408,15 +427,15 @@ mod tests {
         let timeout = || socket.read_timeout().unwrap();
         let mut wait = IdleWait::new(Duration::from_secs(1));
         // `new` assumes the socket already has the holding timeout (as `configure` sets it).
-        wait.prepare(&socket, true);
+        wait.prepare(&socket, true, None);
         assert_eq!(
             timeout(),
             None,
             "no switch when the wanted timeout is the one set"
         );
-        wait.prepare(&socket, false);
+        wait.prepare(&socket, false, None);
         assert_eq!(timeout(), Some(QUIET_WAIT));
-        wait.prepare(&socket, true);
+        wait.prepare(&socket, true, None);
         assert_eq!(timeout(), Some(IDLE_WAIT));
     }
 }

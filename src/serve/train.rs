@@ -33,8 +33,8 @@ pub struct ReplyTo {
 
 /// A reply's place in the latency histogram: when its request arrived, and how many replies its
 /// latency stands for. Weight 0 ([`Stamp::NONE`]): the request's batch was not sampled, nothing is
-/// recorded. Weight N > 1: the batch was one sampled in N while the worker was busy, so its latency is
-/// counted N times and the histogram keeps the weight of busy periods.
+/// recorded. Weight N > 1: the request arrived in a sampling window covering one N-th of the time
+/// (`serve::stamps`), so its latency is counted N times.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Stamp {
     pub rx_time_ns: u64,

@@ -85,9 +85,12 @@ impl Transmitter {
                 Ok(sent) => {
                     self.on_sent(head_is_train, stats);
                     let done = if self.timestamps {
-                        let now_ns = realtime_ns();
+                        // The clock is read only for a batch with a stamped reply (none between
+                        // sampling windows).
+                        let mut now_ns = None;
                         self.queue.complete(sent, |stamp, n| {
                             if stamp.is_sampled() {
+                                let now_ns = *now_ns.get_or_insert_with(realtime_ns);
                                 stats.record_latency(
                                     now_ns.saturating_sub(stamp.rx_time_ns),
                                     n,

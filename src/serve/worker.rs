@@ -20,6 +20,7 @@ use super::guard::Guard;
 use super::queue::ReplyQueue;
 use super::receive::ReceiveBuffer;
 use super::socket::{self, IdleWait, SocketFeatures};
+use super::stamps::WorkerStamps;
 use super::transmit::Transmitter;
 use super::watch::SocketWatch;
 use crate::handler::Handler;
@@ -52,8 +53,8 @@ pub struct WorkerParts {
     pub cpu: Option<usize>,
     pub batch: usize,
     pub max_datagram: usize,
-    /// Kernel receive timestamps on one busy receive in this many (1: all); see [`Sampling`].
-    pub latency_sample: usize,
+    /// When this worker's receives carry kernel timestamps, and what a stamped reply weighs.
+    pub stamps: WorkerStamps,
     pub handler: Box<dyn Handler>,
     pub guard: Guard,
     pub stats: StatsLink,
@@ -85,7 +86,7 @@ pub(super) struct Worker {
     /// Numbers received buffers, so the reply queue can tell replies of one buffer apart cheaply.
     pub next_group: u64,
     /// Latency sampling: which receives get kernel timestamps, and what their replies weigh.
-    pub sampling: Sampling,
+    pub stamps: WorkerStamps,
     /// The receive timeout of the socket while the worker sleeps in it.
     pub idle_wait: IdleWait,
     /// The worker sleeps in its receive when idle (false once the socket turned non-blocking).
@@ -104,88 +105,6 @@ enum Batch {
     Several,
 }
 
-/// Which receive batches carry kernel timestamps (`--latency-sample N`), and what their latency weighs.
-///
-/// A receive that follows a receive of at least [`BUSY_BATCH`] datagrams is a busy one: the worker is
-/// emptying a queue. One busy receive in N is stamped and each of its replies weighs N, so the histogram
-/// keeps the share of busy periods and its count still estimates the replies sent. Every other receive
-/// (the first after a wake-up, or after a short batch) is stamped and weighs 1, so a quiet worker
-/// (ping-pong, low and moderate rates) measures every reply. The socket's `SO_TIMESTAMPNS` is switched
-/// only when the next receive needs the other setting. A switch is a syscall (~0.4 us) and a busy
-/// period costs two, so batches of two or three (evenly spaced arrivals at half load) must not start
-/// one: with a threshold of 2 a worker at 100 k/s switched 37,000 times a second, with 4 about 1,300,
-/// and at maximum load 4 samples about as often as 2 did (measured, `docs/BENCHMARKS.md` §8). (The server keeps one socket with timestamps on for its whole
-/// life, so the kernel stamps every packet on arrival whatever this socket says, and a sampled
-/// datagram's latency still includes its time queued in the socket.)
-pub struct Sampling {
-    every: u64,
-    /// Busy receives that brought datagrams so far (the turn of the next one).
-    busy_receives: u64,
-    /// The last receive brought at least [`BUSY_BATCH`] datagrams: the next one is busy.
-    busy: bool,
-    /// The socket's timestamps are on.
-    on: bool,
-}
-
-/// A receive of this many datagrams or more means a queue: the receive after it may go unstamped.
-pub const BUSY_BATCH: usize = 4;
-
-/// What [`Sampling`] says about the next receive.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct SampleDecision {
-    /// Switch the socket's timestamps to this before receiving (`None`: leave them as they are).
-    switch: Option<bool>,
-    /// How many replies each stamped reply of this receive stands for.
-    weight: u32,
-}
-
-impl Sampling {
-    /// Every receive stamped when `every` is 1 or the socket has no kernel timestamps (nothing to switch).
-    pub fn new(every: usize, timestamps: bool) -> Sampling {
-        let every = if timestamps { every.max(1) } else { 1 };
-        Sampling {
-            every: every as u64,
-            busy_receives: 0,
-            busy: false,
-            on: timestamps,
-        }
-    }
-
-    /// Before a receive.
-    #[inline]
-    fn before_receive(&mut self) -> SampleDecision {
-        if self.every == 1 {
-            return SampleDecision {
-                switch: None,
-                weight: 1,
-            };
-        }
-        let (want, weight) = if self.busy {
-            (
-                self.busy_receives.is_multiple_of(self.every),
-                self.every as u32,
-            )
-        } else {
-            (true, 1)
-        };
-        let switch = (want != self.on).then(|| {
-            self.on = want;
-            want
-        });
-        SampleDecision { switch, weight }
-    }
-
-    /// After a receive that brought `datagrams` (0: it found the socket dry, which does not take a busy
-    /// receive's turn; a failed receive is not reported here and changes nothing).
-    #[inline]
-    fn after_receive(&mut self, datagrams: usize) {
-        if self.busy && datagrams > 0 {
-            self.busy_receives += 1;
-        }
-        self.busy = datagrams >= BUSY_BATCH;
-    }
-}
-
 /// Runs a worker until `stop` is set and its waker fires; then sends its final stats.
 pub fn run(parts: WorkerParts) {
     if let Some(cpu) = parts.cpu {
@@ -202,7 +121,7 @@ pub fn run(parts: WorkerParts) {
         mut poll,
         batch,
         max_datagram,
-        latency_sample,
+        stamps,
         handler,
         guard,
         stats,
@@ -235,7 +154,7 @@ pub fn run(parts: WorkerParts) {
         stats,
         last_kernel_drops: 0,
         next_group: 0,
-        sampling: Sampling::new(latency_sample, socket.features.timestamps),
+        stamps,
         idle_wait: IdleWait::new(interval),
         sleeps_in_receive: true,
     };
@@ -286,8 +205,11 @@ impl Worker {
                 if self.watch.is_watched() {
                     let _ = self.watch.unwatch(poll.registry(), &mut self.socket);
                 }
-                self.idle_wait
-                    .prepare(&self.socket, !self.stats.current.is_empty());
+                self.idle_wait.prepare(
+                    &self.socket,
+                    !self.stats.current.is_empty(),
+                    self.stamps.wake_within(),
+                );
                 let batch = self.receive_batch(Wait::ForOne);
                 if batch == Batch::Empty && self.socket_went_nonblocking() {
                     // Another process sharing the socket (an older udpd taking it over on reload)
@@ -394,8 +316,11 @@ impl Worker {
     fn receive_while_queued(&mut self, max_batches: usize) -> bool {
         (0..max_batches).all(|_| {
             let wait = if self.can_sleep_in_receive() {
-                self.idle_wait
-                    .prepare(&self.socket, !self.stats.current.is_empty());
+                self.idle_wait.prepare(
+                    &self.socket,
+                    !self.stats.current.is_empty(),
+                    self.stamps.wake_within(),
+                );
                 Wait::ForOne
             } else {
                 Wait::No
@@ -411,14 +336,10 @@ impl Worker {
 
     /// Receives one batch (waiting for its first datagram as `wait` says) and answers it.
     fn receive_batch(&mut self, wait: Wait) -> Batch {
-        let sample = self.sampling.before_receive();
-        if let Some(on) = sample.switch {
-            // A failed switch only changes which batches are sampled.
-            let _ = nix::sys::socket::setsockopt(
-                &self.socket,
-                nix::sys::socket::sockopt::ReceiveTimestampns,
-                &on,
-            );
+        if let Some(on) = self.stamps.before_receive() {
+            // A failed switch only changes which batches carry timestamps: what is recorded follows the
+            // mode after the receive.
+            let _ = socket::set_receive_timestamps(&self.socket, on);
         }
         let refill = self
             .rx
@@ -431,15 +352,12 @@ impl Worker {
                 } else {
                     Batch::Several
                 };
-                self.sampling.after_receive(count);
-                self.respond(count, sample.weight);
+                let weight = self.stamps.after_receive(count);
+                self.respond(count, weight);
                 self.flush();
                 batch
             }
-            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
-                self.sampling.after_receive(0);
-                Batch::Empty
-            }
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => Batch::Empty,
             // Interrupted, or a pending socket error: more may be queued behind it.
             Err(error) if error.kind() == io::ErrorKind::Interrupted => Batch::Several,
             Err(error) => {
@@ -474,86 +392,5 @@ impl Worker {
             }
         }
         self.stats.finish();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{SampleDecision, Sampling, BUSY_BATCH};
-
-    /// A batch long enough to make the next receive a busy one.
-    const FULL: usize = BUSY_BATCH;
-
-    /// One receive that brings `datagrams` (0: the socket was dry): the switch before it and its weight.
-    fn receive(sampling: &mut Sampling, datagrams: usize) -> (Option<bool>, u32) {
-        let SampleDecision { switch, weight } = sampling.before_receive();
-        sampling.after_receive(datagrams);
-        (switch, weight)
-    }
-
-    #[test]
-    fn every_receive_is_stamped_at_one_in_one_or_without_timestamps() {
-        for mut sampling in [Sampling::new(1, true), Sampling::new(16, false)] {
-            for datagrams in [FULL, FULL, 0, 1, FULL] {
-                assert_eq!(receive(&mut sampling, datagrams), (None, 1));
-            }
-        }
-    }
-
-    #[test]
-    fn a_busy_worker_stamps_one_receive_in_n_and_weighs_it_n() {
-        let mut sampling = Sampling::new(4, true);
-        // The first receive follows no full one: stamped, weight 1.
-        assert_eq!(receive(&mut sampling, FULL), (None, 1));
-        let busy: Vec<_> = (0..9).map(|_| receive(&mut sampling, FULL)).collect();
-        // Busy receive 0 is sampled (timestamps still on), 1-3 off, 4 on, 5-7 off, 8 on: each weighs 4.
-        let switches: Vec<_> = busy.iter().map(|(switch, _)| *switch).collect();
-        assert_eq!(
-            switches,
-            [
-                None,
-                Some(false),
-                None,
-                None,
-                Some(true),
-                Some(false),
-                None,
-                None,
-                Some(true)
-            ]
-        );
-        assert!(busy.iter().all(|(_, weight)| *weight == 4));
-    }
-
-    #[test]
-    fn a_receive_after_a_dry_or_single_one_is_stamped_and_weighs_one() {
-        let mut sampling = Sampling::new(8, true);
-        assert_eq!(receive(&mut sampling, FULL), (None, 1));
-        assert_eq!(receive(&mut sampling, FULL), (None, 8));
-        assert_eq!(receive(&mut sampling, 0), (Some(false), 8));
-        // The socket ran dry (the worker slept): stamped, whatever the busy count says.
-        assert_eq!(receive(&mut sampling, 1), (Some(true), 1));
-        // Ping-pong: one datagram per receive, every one stamped, no switching.
-        assert_eq!(receive(&mut sampling, 1), (None, 1));
-        // Short batches (evenly spaced arrivals at moderate load): still every receive stamped.
-        for _ in 0..4 {
-            assert_eq!(receive(&mut sampling, FULL - 1), (None, 1));
-        }
-        assert_eq!(receive(&mut sampling, FULL), (None, 1));
-        // Busy again: the count goes on from where it was (busy receive 1 of 8: not sampled).
-        assert_eq!(receive(&mut sampling, FULL), (Some(false), 8));
-    }
-
-    #[test]
-    fn an_empty_receive_does_not_take_the_sampled_turn() {
-        let mut sampling = Sampling::new(2, true);
-        receive(&mut sampling, FULL);
-        assert_eq!(receive(&mut sampling, FULL), (None, 2));
-        assert_eq!(receive(&mut sampling, FULL), (Some(false), 2));
-        // The sampled turn comes up, but an interrupted receive brings nothing and changes nothing...
-        assert_eq!(sampling.before_receive().switch, Some(true));
-        // ...so the next receive with datagrams is still the sampled one.
-        assert_eq!(receive(&mut sampling, FULL), (None, 2));
-        assert_eq!(receive(&mut sampling, FULL), (Some(false), 2));
     }
 }

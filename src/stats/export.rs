@@ -119,7 +119,7 @@ pub fn prometheus(totals: &[WorkerStats], last_interval: &WorkerStats) -> String
             }
         }
     }
-    let _ = writeln!(out, "# HELP udpd_latency_seconds In-server latency over the last report interval (kernel receive to sendmmsg return); a busy worker samples one receive in --latency-sample and weighs it accordingly, so _count estimates the replies.");
+    let _ = writeln!(out, "# HELP udpd_latency_seconds In-server latency over the last report interval (kernel receive to sendmmsg return); while the server is loud, timestamps are on one --latency-sample-th of the time and each stamped reply is weighed accordingly, so _count estimates the replies.");
     let _ = writeln!(out, "# TYPE udpd_latency_seconds summary");
     let histogram = &last_interval.latency_ns;
     for (name, q) in QUANTILES {

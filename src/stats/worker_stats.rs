@@ -22,7 +22,7 @@ pub struct WorkerStats {
     /// In-server latency of answered datagrams, nanoseconds: kernel receive time to `sendmmsg` return.
     pub latency_ns: Histogram<u64>,
     /// Replies whose own latency was measured. Equal to the histogram's count unless latency is sampled
-    /// (`--latency-sample`), where each measured reply of a busy worker stands for several.
+    /// (`--latency-sample`), where each reply measured in a sampling window stands for several.
     pub latency_stamped: u64,
     /// Datagrams per receive call.
     pub batch_sizes: Histogram<u64>,

@@ -348,7 +348,10 @@ mod tests {
         let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
         let (mut scratch, mut buffer) = (RecvScratch::new(8), vec![0u8; 8 * 64]);
         // Without timestamps the kernel writes a control length of 0 into each header it receives into.
-        assert_eq!(send_and_receive(&socket, &mut scratch, &mut buffer, 1), [false]);
+        assert_eq!(
+            send_and_receive(&socket, &mut scratch, &mut buffer, 1),
+            [false]
+        );
         assert_eq!(
             send_and_receive(&socket, &mut scratch, &mut buffer, 3),
             [false; 3]

@@ -153,6 +153,8 @@ pub const fn cmsg_space(data_len: usize) -> usize {
 
 /// Payload sizes of the control messages udpd asks for or sends (`linux/in.h`, `linux/in6.h`, `linux/udp.h`).
 const TIMESPEC_LEN: usize = 16;
+/// `struct scm_timestamping`: software, (deprecated), hardware stamps.
+const TIMESTAMPING_LEN: usize = 3 * TIMESPEC_LEN;
 const IN_PKTINFO_LEN: usize = 12;
 const IN6_PKTINFO_LEN: usize = 20;
 const GRO_SIZE_LEN: usize = 4;
@@ -161,7 +163,7 @@ const GSO_SIZE_LEN: usize = 2;
 
 /// Control-message space for one received datagram: everything a socket may have been asked to attach at
 /// once (timestamp, both packet infos on a dual-stack socket, GRO segment size, drop counter).
-pub const RECV_CMSG_SPACE: usize = cmsg_space(TIMESPEC_LEN)
+pub const RECV_CMSG_SPACE: usize = cmsg_space(TIMESTAMPING_LEN)
     + cmsg_space(IN_PKTINFO_LEN)
     + cmsg_space(IN6_PKTINFO_LEN)
     + cmsg_space(GRO_SIZE_LEN)
@@ -177,7 +179,8 @@ const _: () = assert!(cmsg_space(IN_PKTINFO_LEN) <= cmsg_space(IN6_PKTINFO_LEN))
 /// kernel attaches each only when it applies (no GRO size for a lone datagram, no drop counter before the first drop).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RecvControl {
-    /// Kernel receive time (`SO_TIMESTAMPNS`), nanoseconds since the Unix epoch, `CLOCK_REALTIME`.
+    /// Kernel receive time (`SO_TIMESTAMPING` software stamp, or `SO_TIMESTAMPNS`), nanoseconds since
+    /// the Unix epoch, `CLOCK_REALTIME`.
     pub rx_time_ns: Option<u64>,
     /// The address the datagram was sent to (`IP_PKTINFO` / `IPV6_PKTINFO`): the reply's source.
     pub local_ip: Option<IpAddr>,
@@ -221,13 +224,16 @@ fn read_i64(data: &[u8], at: usize) -> Option<i64> {
 
 fn decode_one(level: i32, kind: i32, data: &[u8], out: &mut RecvControl) {
     match (level, kind) {
-        (libc::SOL_SOCKET, libc::SO_TIMESTAMPNS) => {
+        // SO_TIMESTAMPNS gives one timespec; SO_TIMESTAMPING three, the software stamp first (all
+        // zero when the packet was not stamped on arrival).
+        (libc::SOL_SOCKET, libc::SO_TIMESTAMPNS | libc::SO_TIMESTAMPING) => {
             if let (Some(sec), Some(nsec)) = (read_i64(data, 0), read_i64(data, 8)) {
                 // A time past year 2554 does not fit in u64 nanoseconds: ignore it rather than wrap.
                 out.rx_time_ns = u64::try_from(sec)
                     .ok()
                     .zip(u64::try_from(nsec).ok())
-                    .and_then(|(sec, nsec)| sec.checked_mul(1_000_000_000)?.checked_add(nsec));
+                    .and_then(|(sec, nsec)| sec.checked_mul(1_000_000_000)?.checked_add(nsec))
+                    .filter(|&ns| ns > 0);
             }
         }
         (libc::SOL_SOCKET, libc::SO_RXQ_OVFL) => out.kernel_drops = read_u32(data, 0),
@@ -421,6 +427,22 @@ mod tests {
         assert_eq!(control.ifindex, 2);
         assert_eq!(control.segment_size, Some(1200));
         assert_eq!(control.kernel_drops, Some(42));
+    }
+
+    #[test]
+    fn takes_the_software_stamp_of_timestamping_and_none_when_it_is_zero() {
+        let stamps = |software: (i64, i64)| {
+            let mut data = Vec::new();
+            for (sec, nsec) in [software, (0, 0), (9, 9)] {
+                data.extend_from_slice(&sec.to_ne_bytes());
+                data.extend_from_slice(&nsec.to_ne_bytes());
+            }
+            let (buf, len) = build(&[(libc::SOL_SOCKET, libc::SO_TIMESTAMPING, data)]);
+            decoded(&buf.0, len).rx_time_ns
+        };
+        assert_eq!(stamps((3, 4)), Some(3_000_000_004));
+        // Not stamped on arrival (only a hardware stamp, or none): no receive time.
+        assert_eq!(stamps((0, 0)), None);
     }
 
     #[test]
