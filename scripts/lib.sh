@@ -15,6 +15,7 @@
 #                                gets an answer), sets SERVER_PID / SERVER_LOG
 #   stop_server                  SIGTERM (children too), wait, SIGKILL if needed
 #   cpu_ticks PID                utime+stime+cutime+cstime (clock ticks)
+#   busy_mark                    wall clock and unused time of the SERVER_CPUS
 #   snmp_udp                     "InDatagrams OutDatagrams RcvbufErrors SndbufErrors"
 #   run_load_cell ...            one measured cell with udpd load, appends a row
 #   run_sockperf_cell ...        one measured cell with sockperf's own client
@@ -53,7 +54,7 @@ APT_UPDATED=0
 WORK_DIR="${WORK_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/udpd-bench.XXXXXX")}"
 # Columns of the raw results file (one row per measured run).
 # shellcheck disable=SC2034  # used by the scripts that source this file
-RESULT_HEADER=$'server\tworkers\tregime\tpayload\trate\trun\toffered_pps\tserved_pps\tloss_pct\tcpu_us\tp50\tp99\tp999\tin_dg\tout_dg\trcvbuf_err\tsndbuf_err\tclient\tp99_sent'
+RESULT_HEADER=$'server\tworkers\tregime\tpayload\trate\trun\toffered_pps\tserved_pps\tloss_pct\tcpu_us\tp50\tp99\tp999\tin_dg\tout_dg\trcvbuf_err\tsndbuf_err\tclient\tp99_sent\tcpu_busy_us'
 
 log() { printf '%s\n' "$*" >&2; }
 die() { printf '%s: error: %s\n' "$(basename "$0")" "$*" >&2; exit 1; }
@@ -211,6 +212,26 @@ cpu_ticks() {
   echo $(( ${12} + ${13} + ${14} + ${15} ))
 }
 
+# busy_mark: "SECONDS NOT_BUSY" for the SERVER_CPUS: the wall clock, and their
+# idle, iowait and steal time of /proc/stat in clock ticks. The busy time
+# between two marks is the wall time the CPUs had less what they did not use
+# (the kernel measures idle time exactly; its user and system figures are
+# only sampled at its tick). Unlike cpu_ticks it also counts what runs there
+# outside the server process: the switches to and from the idle task, and
+# interrupts and softirqs taken while idle. It is the server's cost only while
+# nothing else is pinned to those CPUs.
+busy_mark() {
+  awk -v list="$SERVER_CPUS" -v now="$EPOCHREALTIME" 'BEGIN {
+      n = split(list, parts, ",")
+      for (i = 1; i <= n; i++) {
+        if (split(parts[i], r, "-") == 2) { for (c = r[1]; c <= r[2]; c++) want["cpu" c] = 1 }
+        else want["cpu" parts[i]] = 1
+      }
+    }
+    $1 in want { cpus++; unused += $5 + $6 + $9 }
+    END { printf "%s %d %d\n", now, unused, cpus }' /proc/stat
+}
+
 # snmp_udp: InDatagrams OutDatagrams RcvbufErrors SndbufErrors of the Udp: line.
 snmp_udp() {
   # shellcheck disable=SC2016  # awk program, not shell
@@ -247,21 +268,21 @@ run_load_cell() {
   local results=$1 server=$2 workers=$3 regime=$4 payload=$5 rate=$6 run=$7 port=$8 expect=$9
   shift 10
   local json="$WORK_DIR/load-$server-$regime-$payload-$rate-$run.json"
-  local t0 t1 s0 s1
-  t0=$(cpu_ticks "$SERVER_PID"); s0=$(snmp_udp)
+  local t0 t1 s0 s1 b0 b1
+  t0=$(cpu_ticks "$SERVER_PID"); s0=$(snmp_udp); b0=$(busy_mark)
   if ! in_ns nice -n "$NICE" taskset -c "$LOAD_CPU" "$UDPD" load "127.0.0.1:$port" --rate "$rate" --payload "$payload" \
       --duration "$DURATION" --warmup 0 --expect "$expect" --json "$json" --quiet "$@" \
       >"$WORK_DIR/load-last.out" 2>&1; then
     log "  udpd load failed against $server: $(tail -n 2 "$WORK_DIR/load-last.out" | tr '\n' ' ')"
     [[ -s $json ]] || return 0
   fi
-  t1=$(cpu_ticks "$SERVER_PID"); s1=$(snmp_udp)
+  t1=$(cpu_ticks "$SERVER_PID"); s1=$(snmp_udp); b1=$(busy_mark)
   local offered served loss received p50 p99 p999 _sent _dur p99_sent
   IFS=$'\t' read -r offered served loss received p50 p99 p999 _sent _dur p99_sent < <(json_fields "$json")
   [[ $rate == 0 ]] && offered=$_sent && [[ $_dur != - && $_dur != 0.000 ]] &&
     offered=$(awk -v s="$_sent" -v d="$_dur" 'BEGIN { printf "%.0f", s / d }')
   emit_row "$results" "$server" "$workers" "$regime" "$payload" "$rate" "$run" "$offered" "$served" "$loss" \
-    "$t0" "$t1" "$received" "$p50" "$p99" "$p999" "$s0" "$s1" udpd-load "$p99_sent"
+    "$t0" "$t1" "$received" "$p50" "$p99" "$p999" "$s0" "$s1" udpd-load "$p99_sent" "$b0" "$b1"
 }
 
 # run_sockperf_cell RESULTS SERVER REGIME PAYLOAD RATE RUN PORT [WORKERS]
@@ -276,16 +297,16 @@ run_load_cell() {
 # (--full-rtt) in both.
 run_sockperf_cell() {
   local results=$1 server=$2 regime=$3 payload=$4 rate=$5 run=$6 port=$7 workers=${8:-1}
-  local out="$WORK_DIR/sockperf-$server-$regime-$payload-$rate-$run.out" mps=$rate t0 t1 s0 s1
+  local out="$WORK_DIR/sockperf-$server-$regime-$payload-$rate-$run.out" mps=$rate t0 t1 s0 s1 b0 b1
   [[ $rate == 0 ]] && mps=max
   local secs  # sockperf -t takes whole seconds
   secs=$(awk -v d="$DURATION" 'BEGIN { s = int(d); if (s < d) s++; if (s < 1) s = 1; print s }')
   local mode=(under-load --mps "$mps" --reply-every 1) client=sockperf-ul
   [[ $regime == pingpong ]] && mode=(ping-pong) client=sockperf-pp
-  t0=$(cpu_ticks "$SERVER_PID"); s0=$(snmp_udp)
+  t0=$(cpu_ticks "$SERVER_PID"); s0=$(snmp_udp); b0=$(busy_mark)
   in_ns nice -n "$NICE" taskset -c "$LOAD_CPU" sockperf "${mode[@]}" -i 127.0.0.1 -p "$port" -m "$payload" -t "$secs" \
     --full-rtt >"$out" 2>&1 || log "  sockperf ${mode[0]} failed: $(tail -n 1 "$out")"
-  t1=$(cpu_ticks "$SERVER_PID"); s1=$(snmp_udp)
+  t1=$(cpu_ticks "$SERVER_PID"); s1=$(snmp_udp); b1=$(busy_mark)
   local fields
   fields=$(python3 - "$out" <<'EOF'
 import re, sys
@@ -305,7 +326,7 @@ EOF
   local offered served loss received p50 p99 p999
   IFS=$'\t' read -r offered served loss received p50 p99 p999 <<<"$fields"
   emit_row "$results" "$server" "$workers" "$regime" "$payload" "$rate" "$run" "$offered" "$served" "$loss" \
-    "$t0" "$t1" "$received" "$p50" "$p99" "$p999" "$s0" "$s1" "$client"
+    "$t0" "$t1" "$received" "$p50" "$p99" "$p999" "$s0" "$s1" "$client" - "$b0" "$b1"
 }
 
 # speaks_sockperf SERVER: whether SERVER answers only sockperf's header (so
@@ -313,20 +334,26 @@ EOF
 # pingpong and underload).
 speaks_sockperf() { [[ $1 == sockperf || $1 == udpd-sockperf ]]; }
 
-# emit_row: compute CPU us/datagram and counter deltas, append the row.
+# emit_row: compute CPU us/datagram (the server process's, and the server
+# CPUs' busy time) and counter deltas, append the row.
 emit_row() {
   local results=$1 server=$2 workers=$3 regime=$4 payload=$5 rate=$6 run=$7 offered=$8 served=$9
   local loss=${10} t0=${11} t1=${12} received=${13} p50=${14} p99=${15} p999=${16} s0=${17} s1=${18} client=${19}
-  local p99_sent=${20:--}
-  local cpu_us="-"
+  local p99_sent=${20:--} b0=${21:-} b1=${22:-}
+  local cpu_us="-" cpu_busy_us="-"
   if [[ $received =~ ^[0-9]+$ ]] && ((received > 0)); then
     cpu_us=$(awk -v a="$t0" -v b="$t1" -v n="$received" -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", (b - a) / hz * 1e6 / n }')
+    [[ -n $b0 && -n $b1 ]] &&
+      cpu_busy_us=$(awk -v a="$b0" -v b="$b1" -v n="$received" -v hz="$CLK_TCK" 'BEGIN {
+        split(a, x, " "); split(b, y, " ")
+        busy = (y[1] - x[1]) * y[3] - (y[2] - x[2]) / hz
+        printf "%.2f", busy * 1e6 / n }')
   fi
   local deltas
   deltas=$(awk -v a="$s0" -v b="$s1" 'BEGIN { split(a, x, " "); split(b, y, " "); printf "%d\t%d\t%d\t%d", y[1]-x[1], y[2]-x[2], y[3]-x[3], y[4]-x[4] }')
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$server" "$workers" "$regime" "$payload" "$rate" "$run" \
-    "$offered" "$served" "$loss" "$cpu_us" "$p50" "$p99" "$p999" "$deltas	$client	$p99_sent" >>"$results"
-  log "  $(printf '%-14s %-6s %5sB rate=%-7s served=%-9s loss=%-7s%% cpu=%-6sus p99=%sus' "$server" "$regime" "$payload" "$rate" "$served" "$loss" "$cpu_us" "$p99")"
+    "$offered" "$served" "$loss" "$cpu_us" "$p50" "$p99" "$p999" "$deltas	$client	$p99_sent	$cpu_busy_us" >>"$results"
+  log "  $(printf '%-14s %-6s %5sB rate=%-7s served=%-9s loss=%-7s%% cpu=%-6sus busy=%-6sus p99=%sus' "$server" "$regime" "$payload" "$rate" "$served" "$loss" "$cpu_us" "$cpu_busy_us" "$p99")"
 }
 
 # regime_args REGIME: the `udpd load` flags of a regime (none for pingpong and

@@ -28,7 +28,7 @@ import statistics
 import sys
 
 NUM = ["offered_pps", "served_pps", "loss_pct", "cpu_us", "p50", "p99", "p999",
-       "in_dg", "out_dg", "rcvbuf_err", "sndbuf_err", "p99_sent"]
+       "in_dg", "out_dg", "rcvbuf_err", "sndbuf_err", "p99_sent", "cpu_busy_us"]
 KEY = ("server", "workers", "regime", "payload", "rate", "client")
 
 
@@ -45,7 +45,7 @@ def load(path):
         cells[key].append(r)
 
     def med(rs, k):
-        # Older files have no p99_sent column.
+        # Older files have no p99_sent or cpu_busy_us column.
         v = [float(r[idx[k]]) for r in rs if k in idx and len(r) > idx[k] and r[idx[k]] not in ("-", "")]
         return statistics.median(v) if v else None
 
@@ -73,16 +73,16 @@ def md_table(cols, rows, right=()):
 def table(path, ratios):
     order, agg = load(path)
     cols = ["server", "workers", "regime", "payload", "offered/s", "served/s", "loss %", "cpu us/dg",
-            "p50 us", "p99 us", "p99.9 us", "p99 of sent us", "InDatagrams", "OutDatagrams", "RcvbufErrors", "SndbufErrors", "client"]
+            "busy us/dg", "p50 us", "p99 us", "p99.9 us", "p99 of sent us", "InDatagrams", "OutDatagrams", "RcvbufErrors", "SndbufErrors", "client"]
     rows = []
     for key in order:
         a = agg[key]
         server, workers, regime, payload, rate, client = key
         offered = ("max " + fmt(a["offered_pps"])) if rate == "0" else fmt(float(rate))
         rows.append([server, workers, regime, payload, offered, fmt(a["served_pps"]), fmt(a["loss_pct"], 3),
-                     fmt(a["cpu_us"], 2), fmt(a["p50"], 1), fmt(a["p99"], 1), fmt(a["p999"], 1),
+                     fmt(a["cpu_us"], 2), fmt(a["cpu_busy_us"], 2), fmt(a["p50"], 1), fmt(a["p99"], 1), fmt(a["p999"], 1),
                      fmt(a["p99_sent"], 1), fmt(a["in_dg"]), fmt(a["out_dg"]), fmt(a["rcvbuf_err"]), fmt(a["sndbuf_err"]), client])
-    print(md_table(cols, rows, right=set(range(3, 16))))
+    print(md_table(cols, rows, right=set(range(3, 17))))
     if not ratios:
         return
     summ = {}

@@ -66,7 +66,7 @@ pub fn interval_json(interval: &Interval<'_>) -> String {
         "interval_s": secs,
         "per_second": rates,
         "counts": counters(&interval.stats.counters),
-        "batch_mean": if batches.is_empty() { 0.0 } else { batches.mean() },
+        "batch_mean": batches.mean(),
         "latency_us": latency_us(&interval.stats.latency_ns),
     })
     .to_string()
@@ -88,8 +88,8 @@ pub fn summary_json(summary: &Summary, settings: Value) -> String {
         "total": counters(&total.counters),
         "latency_us": summary_latency_us(total),
         "batches": {
-            "calls": total.batch_sizes.len(),
-            "mean": if total.batch_sizes.is_empty() { 0.0 } else { total.batch_sizes.mean() },
+            "calls": total.batch_sizes.calls(),
+            "mean": total.batch_sizes.mean(),
             "max": total.batch_sizes.max(),
         },
         "accounting_holds": total.counters.unaccounted() == 0,

@@ -24,11 +24,7 @@ impl Interval<'_> {
             line,
             " kernel_rx_overflow={} batch={:.1}",
             rate(c.kernel_rx_overflow),
-            if batches.is_empty() {
-                0.0
-            } else {
-                batches.mean()
-            },
+            batches.mean(),
         );
         let latency = &self.stats.latency_ns;
         if latency.is_empty() {
@@ -89,12 +85,8 @@ impl Summary {
         let _ = writeln!(
             out,
             "batches: calls={} mean={:.1} max={}",
-            batches.len(),
-            if batches.is_empty() {
-                0.0
-            } else {
-                batches.mean()
-            },
+            batches.calls(),
+            batches.mean(),
             batches.max(),
         );
         let _ = writeln!(out, "{}", accounting_line(c));

@@ -3,26 +3,33 @@
 
 use std::net::IpAddr;
 
-/// A set of ports, one bit each: 8 KiB, O(1) membership.
+/// A set of ports, one bit each up to the highest port in the set: O(1) membership, and no memory read
+/// at all for a port above the highest (most clients' ephemeral ports, with the default list).
 #[derive(Clone)]
 pub struct PortSet {
-    bits: Box<[u64; 1024]>,
+    /// Bit `port & 63` of word `port >> 6`; as many words as the highest port needs (at most 1,024).
+    bits: Box<[u64]>,
 }
 
 impl PortSet {
     pub fn new(ports: impl IntoIterator<Item = u16>) -> Self {
-        let mut set = PortSet {
-            bits: Box::new([0; 1024]),
-        };
+        let ports: Vec<u16> = ports.into_iter().collect();
+        let words = ports
+            .iter()
+            .max()
+            .map_or(0, |&max| usize::from(max >> 6) + 1);
+        let mut bits = vec![0u64; words].into_boxed_slice();
         for port in ports {
-            set.bits[usize::from(port >> 6)] |= 1 << (port & 63);
+            bits[usize::from(port >> 6)] |= 1 << (port & 63);
         }
-        set
+        PortSet { bits }
     }
 
     #[inline]
     pub fn contains(&self, port: u16) -> bool {
-        self.bits[usize::from(port >> 6)] & (1 << (port & 63)) != 0
+        self.bits
+            .get(usize::from(port >> 6))
+            .is_some_and(|word| word & (1 << (port & 63)) != 0)
     }
 
     /// How many ports are in the set.
@@ -71,6 +78,13 @@ mod tests {
             assert!(!set.contains(port), "{port}");
         }
         assert_eq!(set.len(), 5);
+        let low = PortSet::new([7, 11_211]);
+        for port in [7, 11_211] {
+            assert!(low.contains(port), "{port}");
+        }
+        for port in [0, 8, 11_210, 11_212, 11_264, 32_768, 65_535] {
+            assert!(!low.contains(port), "{port}");
+        }
         assert!(PortSet::new([]).is_empty());
         assert_eq!(format!("{:?}", PortSet::new([9, 3])), "{3, 9}");
     }
