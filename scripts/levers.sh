@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # scripts/levers.sh: one regime, several udpd variants and the minimal C loop,
 # measured in the same run with the runs interleaved (run 1 of every variant,
-# then run 2, ...), so that a lever's effect is a ratio within one run rather
-# than a comparison of two noisy runs. One table of medians at the end.
+# then run 2, ..., each run starting one variant further along the list), so
+# that a lever's effect is a ratio within one run rather than a comparison of
+# two noisy runs. One table of medians at the end.
 #
 # A variant is NAME=ARGS: `udpd serve` with ARGS after the listen address
 # (NAME@PATH=ARGS takes the udpd binary at PATH instead). The listen address is
@@ -109,7 +110,13 @@ port=19600
 for ((run = 1; run <= RUNS; run++)); do
   minimal_specs=(minimal-plain)
   ((MINIMAL_FEATURES)) && minimal_specs+=(minimal-features)
-  for spec in "${VARIANTS[@]}" "${minimal_specs[@]}"; do
+  # Each run starts one server further along the list, so that no server always follows the same one
+  # (in bulk the plain loop drops three quarters of what it is sent, and whatever runs next starts
+  # from the state that leaves).
+  specs=("${VARIANTS[@]}" "${minimal_specs[@]}")
+  shift_by=$(((run - 1) % ${#specs[@]}))
+  specs=("${specs[@]:shift_by}" "${specs[@]:0:shift_by}")
+  for spec in "${specs[@]}"; do
     port=$((port + 1))
     p=$(pick_port "$port")
     start_variant "$spec" "$p" || { log "SKIP $spec: did not start"; continue; }
