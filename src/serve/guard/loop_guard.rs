@@ -1,5 +1,5 @@
-//! The loop guard's two tests: source ports that must never be answered (a 65,536-bit set) and source
-//! addresses that no real sender can have.
+//! The loop guard's two tests: source ports that must never be answered (our own port, and a bit set of
+//! port 0 and the listed ports) and source addresses that no real sender can have.
 
 use std::net::IpAddr;
 
@@ -45,6 +45,29 @@ impl PortSet {
     }
 }
 
+/// The source ports the loop guard refuses: our own (a reply to it could be answered by a copy of
+/// ourselves) and a set of port 0 and the listed ones. Our port is compared on its own, so that the set
+/// ends at the highest listed port (11,211 by default) however high our port is.
+#[derive(Clone, Debug)]
+pub struct LoopPorts {
+    own: u16,
+    listed: PortSet,
+}
+
+impl LoopPorts {
+    pub fn new(own: u16, listed: impl IntoIterator<Item = u16>) -> Self {
+        LoopPorts {
+            own,
+            listed: PortSet::new(std::iter::once(0).chain(listed)),
+        }
+    }
+
+    #[inline]
+    pub fn refuses(&self, port: u16) -> bool {
+        port == self.own || self.listed.contains(port)
+    }
+}
+
 impl std::fmt::Debug for PortSet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let ports = (0..=u16::MAX).filter(|&port| self.contains(port));
@@ -87,6 +110,19 @@ mod tests {
         }
         assert!(PortSet::new([]).is_empty());
         assert_eq!(format!("{:?}", PortSet::new([9, 3])), "{3, 9}");
+    }
+
+    #[test]
+    fn loop_ports_refuse_port_zero_our_port_and_the_listed_ones_only() {
+        let ports = LoopPorts::new(47_000, [53, 11_211]);
+        for port in [0, 53, 11_211, 47_000] {
+            assert!(ports.refuses(port), "{port}");
+        }
+        for port in [1, 52, 54, 11_212, 32_768, 46_999, 47_001, 65_535] {
+            assert!(!ports.refuses(port), "{port}");
+        }
+        // Our own port far above the list does not stretch the set.
+        assert_eq!(ports.listed.bits.len(), usize::from(11_211u16 >> 6) + 1);
     }
 
     #[test]

@@ -41,7 +41,7 @@ use crate::config::guard::{canonical, GuardConfig};
 use crate::sys::limits::{IPV4_UDP_OVERHEAD, IPV6_UDP_OVERHEAD};
 use acl::Acl;
 use limiter::Limiter;
-use loop_guard::PortSet;
+use loop_guard::LoopPorts;
 
 /// Coarse time for the guard: milliseconds from any fixed, worker-local origin (read once per batch).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
@@ -114,7 +114,7 @@ const FACTOR_ONE: u64 = 1 << 16;
 #[derive(Debug, Clone)]
 pub struct Guard {
     /// Refused source ports (port 0, our port, the configured list); `None` when the loop guard is off.
-    loop_ports: Option<PortSet>,
+    loop_ports: Option<LoopPorts>,
     /// `None` when there are no ACL rules (everything allowed).
     acl: Option<Acl>,
     limiter: Option<Limiter>,
@@ -128,13 +128,9 @@ impl Guard {
     /// factor that is not a number counts as 0 (answer nothing that costs bytes), a table size out of
     /// range is clamped (see [`Limiter::new`]).
     pub fn new(config: &GuardConfig, local_port: u16, key: GuardKey) -> Guard {
-        let loop_ports = config.loop_guard.then(|| {
-            let ours = [0, local_port];
-            PortSet::new(
-                ours.into_iter()
-                    .chain(config.loop_guard_ports.iter().copied()),
-            )
-        });
+        let loop_ports = config
+            .loop_guard
+            .then(|| LoopPorts::new(local_port, config.loop_guard_ports.iter().copied()));
         let acl = Acl::new(&config.allow, &config.deny);
         Guard {
             loop_ports,
@@ -156,7 +152,7 @@ impl Guard {
     pub fn admit(&mut self, peer: SocketAddr, datagrams: u32, now: Tick) -> Admission {
         let ip = canonical(peer.ip());
         if let Some(ports) = &self.loop_ports {
-            if ports.contains(peer.port()) || loop_guard::impossible_source(ip) {
+            if ports.refuses(peer.port()) || loop_guard::impossible_source(ip) {
                 return Admission::none(datagrams, Refusal::LoopGuard);
             }
         }
