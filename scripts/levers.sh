@@ -3,7 +3,9 @@
 # measured in the same run with the runs interleaved (run 1 of every variant,
 # then run 2, ..., each run starting one variant further along the list), so
 # that a lever's effect is a ratio within one run rather than a comparison of
-# two noisy runs. One table of medians at the end.
+# two noisy runs. At the end, one table of medians and one of per-run ratios to
+# the minimal loop (`scripts/results.py ratios minimal-plain FILE...` pools the
+# raw files of several sets the same way).
 #
 # A variant is NAME=ARGS: `udpd serve` with ARGS after the listen address
 # (NAME@PATH=ARGS takes the udpd binary at PATH instead). The listen address is
@@ -136,3 +138,5 @@ echo "udpd levers.sh: $(machine_line)"
 echo "server on CPU $SERVER_CPUS, load on CPU $LOAD_CPU, regime $REGIME, ${DURATION}s per cell, median of $RUNS interleaved run(s), $([[ -n $NETNS ]] && echo "private netns" || echo "host loopback")"
 echo
 report_table "$RESULTS"
+echo
+python3 "$SCRIPTS_DIR/results.py" ratios minimal-plain "$RESULTS"

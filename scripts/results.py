@@ -3,6 +3,10 @@
 
   results.py table RESULTS [--ratios]   markdown table, median per cell over runs;
                                         --ratios adds udpd over the best peer
+  results.py ratios REF RESULTS...     per-run ratios of every server to REF (the same
+                                        payload, rate and run of one file), pooled over
+                                        the files: median [quartiles] and n per cell, for
+                                        CPU per reply (process and busy), served and p99
   results.py plotdata RESULTS DIR       gnuplot inputs for scripts/plot.sh:
       DIR/styles.txt   "N name colour dash point width", one line per series
                        in legend order: each server's fixed style (STYLES)
@@ -243,8 +247,59 @@ def plotdata(path, outdir):
             bars.write(write_bars(outdir, regime, payload, in_order, styles, by))
 
 
+RATIO_METRICS = [("cpu_us", "CPU per reply"), ("cpu_busy_us", "CPU busy per reply"),
+                 ("served_pps", "served"), ("p99", "p99 of replies"), ("p99_sent", "p99 over every request sent")]
+
+
+def ratios(ref, paths):
+    """Per-run ratio server / REF for each (server, regime, payload, rate), pooled over the files."""
+    pooled, order = {}, []
+    for path in paths:
+        rows = [l.rstrip("\n").split("\t") for l in open(path) if l.strip()]
+        idx = {k: i for i, k in enumerate(rows[0])}
+        runs = {}
+        for r in rows[1:]:
+            key = (r[idx["server"]], r[idx["regime"]], r[idx["payload"]], r[idx["rate"]], r[idx["run"]])
+            runs[key] = r
+        for (server, regime, payload, rate, run), r in runs.items():
+            base = runs.get((ref, regime, payload, rate, run))
+            if server == ref or base is None:
+                continue
+            cell = (server, regime, int(payload), int(rate))
+            if cell not in pooled:
+                pooled[cell] = {m: [] for m, _ in RATIO_METRICS}
+                order.append(cell)
+            for metric, _ in RATIO_METRICS:
+                if metric not in idx or len(r) <= idx[metric] or len(base) <= idx[metric]:
+                    continue
+                try:
+                    a, b = float(r[idx[metric]]), float(base[idx[metric]])
+                except ValueError:
+                    continue
+                # inf: more than 1 % unanswered (p99_sent), no ratio.
+                if b > 0 and math.isfinite(a) and math.isfinite(b):
+                    pooled[cell][metric].append(a / b)
+
+    def summary(values):
+        if not values:
+            return "-"
+        q = statistics.quantiles(values, n=4) if len(values) > 1 else [values[0]] * 3
+        return f"{statistics.median(values):.3f} [{q[0]:.2f}-{q[2]:.2f}] n={len(values)}"
+
+    cols = ["server", "regime", "payload", "offered"] + [name for _, name in RATIO_METRICS]
+    rows = []
+    for cell in sorted(order):
+        server, regime, payload, rate = cell
+        rows.append([server, regime, str(payload), "max" if rate == 0 else fmt(float(rate))]
+                    + [summary(pooled[cell][m]) for m, _ in RATIO_METRICS])
+    print(f"Per-run ratio to {ref}, median [quartiles] n, pooled over {len(paths)} file(s):")
+    print(md_table(cols, rows, right={2}))
+
+
 if __name__ == "__main__":
-    if len(sys.argv) >= 3 and sys.argv[1] == "table":
+    if len(sys.argv) >= 4 and sys.argv[1] == "ratios":
+        ratios(sys.argv[2], sys.argv[3:])
+    elif len(sys.argv) >= 3 and sys.argv[1] == "table":
         table(sys.argv[2], "--ratios" in sys.argv[3:])
     elif len(sys.argv) == 4 and sys.argv[1] == "plotdata":
         plotdata(sys.argv[2], sys.argv[3])
