@@ -1,5 +1,10 @@
 //! `recvmmsg`/`sendmmsg` behind safe wrappers: the kernel-facing arrays, allocated once per socket and
 //! re-pointed before each call, and the argument-by-argument reasons each call is sound.
+//!
+//! Both are made as raw system calls (`syscall(2)`), not through glibc's `recvmmsg`/`sendmmsg`: those are
+//! cancellation points, and in a multi-threaded process glibc brackets each call with two atomic updates
+//! of the thread's cancellation state, for `pthread_cancel`, which nothing in Rust uses. At 100 k/s spread
+//! that bracket took 0.2 % of the worker's samples (about 14 ns per datagram).
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
@@ -136,12 +141,13 @@ pub fn recv_batch(
     // SAFETY: every pointer above is owned by `scratch` or `buffer`, both exclusively borrowed for the
     // whole call, so they stay valid and unaliased while the kernel writes through them.
     let received = syscall!(unsafe {
-        libc::recvmmsg(
-            fd.as_raw_fd(),
+        libc::syscall(
+            libc::SYS_recvmmsg,
+            libc::c_long::from(fd.as_raw_fd()),
             scratch.headers.as_mut_ptr(),
-            count as libc::c_uint,
-            flags,
-            std::ptr::null_mut(),
+            count as libc::c_long,
+            libc::c_long::from(flags),
+            std::ptr::null_mut::<libc::timespec>(),
         )
     })? as usize;
     // The kernel writes a header back only for a datagram it delivered; the one after the last may
@@ -289,11 +295,12 @@ pub fn send_batch(
     // SAFETY: `buffers` are borrowed for the whole call and only read by the kernel; `scratch` is borrowed
     // exclusively, so nothing moves or frees what the headers point at; the kernel writes only `msg_len`.
     let sent = syscall!(unsafe {
-        libc::sendmmsg(
-            fd.as_raw_fd(),
+        libc::syscall(
+            libc::SYS_sendmmsg,
+            libc::c_long::from(fd.as_raw_fd()),
             scratch.headers.as_mut_ptr(),
-            count as libc::c_uint,
-            libc::MSG_DONTWAIT,
+            count as libc::c_long,
+            libc::c_long::from(libc::MSG_DONTWAIT),
         )
     })?;
     Ok(sent as usize)
