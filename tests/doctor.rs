@@ -22,13 +22,15 @@ fn finding<'a>(stdout: &'a str, what: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no finding for {what:?} in:\n{stdout}"))
 }
 
-const CHECKS: [&str; 10] = [
+const CHECKS: [&str; 12] = [
     "net.core.rmem_max: ",
     "net.core.wmem_max: ",
     "net.core.netdev_max_backlog: ",
     "UDP RcvbufErrors: ",
     "UDP SndbufErrors: ",
     "CPUs: ",
+    "CPU sharing: ",
+    "CPU steal: ",
     "SO_REUSEPORT: ",
     "UDP GSO: ",
     "UDP GRO: ",
@@ -59,12 +61,12 @@ fn every_check_prints_one_finding_and_the_exit_code_follows_them() {
     match code {
         0 => {
             assert_eq!(warnings, 0, "{stdout}");
-            assert!(stdout.contains("doctor: all 10 checks ok"), "{stdout}");
+            assert!(stdout.contains("doctor: all 12 checks ok"), "{stdout}");
         }
         1 => {
             assert!(warnings > 0, "{stdout}");
             assert!(
-                stderr.contains(&format!("{warnings} of 10 checks need attention")),
+                stderr.contains(&format!("{warnings} of 12 checks need attention")),
                 "{stderr}"
             );
         }

@@ -15,7 +15,7 @@ pub mod settings_guard;
 mod tests;
 
 pub use address::{parse_listen, resolve_target};
-pub use cpus::{available_cpus, parse_cpu_list};
+pub use cpus::{available_cpus, format_cpu_list, parse_cpu_list};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -1,14 +1,17 @@
 //! `udpd doctor`: checks this host for what limits a UDP server and prints each finding with its fix.
 
+use std::collections::BTreeMap;
 use std::net::UdpSocket;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::time::Duration;
 
 use clap::Args;
 use nix::sys::resource::{getrlimit, Resource};
 use nix::sys::socket::{self as nixsock, AddressFamily, SockFlag, SockType, SockaddrIn};
 
+use crate::config::format_cpu_list;
 use crate::error::{Error, Result};
-use crate::tools::procfs::read_sysctl;
+use crate::tools::procfs::{cpu_times, read_sysctl, CpuTimes};
 pub use crate::tools::procfs::{snmp6_counter, snmp_counter};
 
 /// Socket buffer size recommended for high datagram rates when none is given: the one home of this
@@ -16,6 +19,12 @@ pub use crate::tools::procfs::{snmp6_counter, snmp_counter};
 pub const RECOMMENDED_BUFFER: usize = 8 << 20;
 /// `net.core.netdev_max_backlog` recommended for high rates (the kernel's default is 1000).
 pub const RECOMMENDED_BACKLOG: u64 = 10_000;
+/// How long the CPU load checks watch `/proc/stat` (50 clock ticks per CPU at the usual 100 Hz).
+const LOAD_SAMPLE: Duration = Duration::from_millis(500);
+/// A CPU a worker would be pinned to that is busier than this with other work is shared.
+const SHARED_BUSY: f64 = 0.20;
+/// A CPU losing more than this share of its time to other guests (steal) makes tails and figures noisy.
+const NOTABLE_STEAL: f64 = 0.03;
 
 /// Flags of `udpd doctor`: the settings you plan to run `udpd serve` with.
 #[derive(Debug, Clone, Args)]
@@ -104,6 +113,7 @@ pub fn run(args: DoctorArgs) -> Result<()> {
 pub fn check_all(args: &DoctorArgs) -> Vec<Finding> {
     let snmp = std::fs::read_to_string("/proc/net/snmp").ok();
     let snmp6 = std::fs::read_to_string("/proc/net/snmp6").ok();
+    let [sharing, steal] = check_cpu_load(args.workers);
     vec![
         check_buffer_max("net.core.rmem_max", "--rcvbuf", args.rcvbuf),
         check_buffer_max("net.core.wmem_max", "--sndbuf", args.sndbuf),
@@ -122,6 +132,8 @@ pub fn check_all(args: &DoctorArgs) -> Vec<Finding> {
             "raise --sndbuf (and net.core.wmem_max)",
         ),
         check_cpus(args.workers),
+        sharing,
+        steal,
         check_reuseport(),
         check_udp_option("UDP GSO", libc::UDP_SEGMENT, 1400, "4.18", "--no-gso"),
         check_udp_option("UDP GRO", libc::UDP_GRO, 1, "5.0", "--no-gro"),
@@ -235,6 +247,130 @@ fn check_cpus(workers: Option<usize>) -> Finding {
             ),
         )
     }
+}
+
+/// Watches the CPUs for [`LOAD_SAMPLE`]: is another process busy on the CPUs the workers would be
+/// pinned to (the first `workers` available ones, as `udpd serve` pins them), and does the hypervisor
+/// take time from any CPU (steal)?
+fn check_cpu_load(workers: Option<usize>) -> [Finding; 2] {
+    let read = || {
+        std::fs::read_to_string("/proc/stat")
+            .map(|text| cpu_times(&text))
+            .map_err(|e| format!("cannot read /proc/stat: {e}"))
+    };
+    let sample = read().and_then(|before| {
+        std::thread::sleep(LOAD_SAMPLE);
+        Ok((before, read()?))
+    });
+    match sample {
+        Ok((before, after)) => {
+            let cpus = crate::config::available_cpus();
+            let pinned = &cpus[..workers.unwrap_or(cpus.len()).min(cpus.len())];
+            cpu_load_findings(&before, &after, pinned)
+        }
+        Err(message) => ["CPU sharing", "CPU steal"].map(|what| {
+            Finding::warn(
+                what,
+                message.clone(),
+                "run on Linux with /proc mounted to check it".to_string(),
+            )
+        }),
+    }
+}
+
+/// The two load findings from `/proc/stat` read `before` and `after` [`LOAD_SAMPLE`], for workers pinned
+/// to `pinned` (steal is looked at on every CPU).
+fn cpu_load_findings(
+    before: &BTreeMap<usize, CpuTimes>,
+    after: &BTreeMap<usize, CpuTimes>,
+    pinned: &[usize],
+) -> [Finding; 2] {
+    let seconds = LOAD_SAMPLE.as_secs_f64();
+    let share = |part: u64, times: &CpuTimes| part as f64 / times.total().max(1) as f64;
+    let changes: BTreeMap<usize, CpuTimes> = after
+        .iter()
+        .filter_map(|(id, times)| Some((*id, times.since(before.get(id)?))))
+        .collect();
+    let busy = |id: &usize| {
+        changes
+            .get(id)
+            .map_or(0.0, |times| share(times.busy, times))
+    };
+    let shared: Vec<usize> = pinned
+        .iter()
+        .copied()
+        .filter(|id| busy(id) > SHARED_BUSY)
+        .collect();
+    let sharing = if let Some(&busiest) = shared.iter().max_by(|a, b| busy(a).total_cmp(&busy(b))) {
+        let quiet: Vec<usize> = changes
+            .keys()
+            .copied()
+            .filter(|id| busy(id) <= SHARED_BUSY && !pinned.contains(id))
+            .collect();
+        let fix = if quiet.is_empty() {
+            "move the other work off those CPUs, or run fewer workers (--workers)".to_string()
+        } else {
+            format!(
+                "pin workers to quiet CPUs with --cpus (quiet now: {}), or move the other work off those CPUs",
+                format_cpu_list(&quiet)
+            )
+        };
+        Finding::warn(
+            "CPU sharing",
+            format!(
+                "{} {} of the workers' CPUs ({}) {} busy with other work over {seconds} s (CPU {busiest} at {:.0} %; more than {:.0} % counts): a worker pinned there shares it",
+                if shared.len() == 1 { "CPU" } else { "CPUs" },
+                format_cpu_list(&shared),
+                format_cpu_list(pinned),
+                if shared.len() == 1 { "was" } else { "were" },
+                busy(&busiest) * 100.0,
+                SHARED_BUSY * 100.0
+            ),
+            fix,
+        )
+    } else {
+        let most = pinned.iter().map(busy).fold(0.0, f64::max);
+        Finding::ok(
+            "CPU sharing",
+            format!(
+                "the workers' CPUs ({}) were at most {:.0} % busy with other work over {seconds} s",
+                format_cpu_list(pinned),
+                most * 100.0
+            ),
+        )
+    };
+    let steal = |id: &usize| {
+        changes
+            .get(id)
+            .map_or(0.0, |times| share(times.steal, times))
+    };
+    let robbed = changes
+        .keys()
+        .copied()
+        .max_by(|a, b| steal(a).total_cmp(&steal(b)));
+    let steal = match robbed {
+        Some(id) if steal(&id) > NOTABLE_STEAL => Finding::warn(
+            "CPU steal",
+            format!(
+                "the hypervisor took {:.0} % of CPU {id}'s time over {seconds} s: latency tails and benchmark figures vary with other guests' load",
+                steal(&id) * 100.0
+            ),
+            "benchmark on a dedicated host (udpd cannot change this); compare servers measured in the same run, over several runs".to_string(),
+        ),
+        Some(id) => Finding::ok(
+            "CPU steal",
+            format!(
+                "at most {:.0} % of a CPU's time taken by the hypervisor over {seconds} s (CPU {id})",
+                steal(&id) * 100.0
+            ),
+        ),
+        None => Finding::warn(
+            "CPU steal",
+            "no cpuN lines in /proc/stat".to_string(),
+            "run on Linux with /proc mounted to check it".to_string(),
+        ),
+    };
+    [sharing, steal]
 }
 
 /// A loopback UDP socket with `SO_REUSEPORT` set, bound to `port` (0: any).
@@ -355,6 +491,54 @@ mod tests {
             Finding::warn("x", "bad".into(), "do y".into()).line(),
             "warn  x: bad — fix: do y"
         );
+    }
+
+    fn times(busy: u64, idle: u64, steal: u64) -> CpuTimes {
+        CpuTimes { busy, idle, steal }
+    }
+
+    #[test]
+    fn a_busy_worker_cpu_and_steal_need_attention() {
+        let before: BTreeMap<usize, CpuTimes> =
+            (0..4).map(|id| (id, times(100, 1000, 10))).collect();
+        let mut after = before.clone();
+        // Over the sample: CPU 1 busy 60 % with other work, CPU 3 losing 10 % to steal.
+        after.insert(0, times(101, 1049, 10));
+        after.insert(1, times(130, 1020, 10));
+        after.insert(2, times(100, 1050, 10));
+        after.insert(3, times(102, 1043, 15));
+        let [sharing, steal] = cpu_load_findings(&before, &after, &[0, 1]);
+        assert!(!sharing.ok, "{}", sharing.line());
+        assert!(
+            sharing
+                .detail
+                .starts_with("CPU 1 of the workers' CPUs (0-1) was busy with other work")
+                && sharing
+                    .detail
+                    .contains("(CPU 1 at 60 %; more than 20 % counts)"),
+            "{}",
+            sharing.detail
+        );
+        assert!(sharing.fix.contains("quiet now: 2-3"), "{}", sharing.fix);
+        assert!(!steal.ok, "{}", steal.line());
+        assert!(
+            steal.detail.contains("10 % of CPU 3's time"),
+            "{}",
+            steal.detail
+        );
+
+        // Workers only on the quiet CPUs, and no steal: both fine.
+        after.insert(3, times(102, 1048, 10));
+        let [sharing, steal] = cpu_load_findings(&before, &after, &[0, 2]);
+        assert!(
+            sharing.ok && sharing.detail.contains("at most 2 %"),
+            "{}",
+            sharing.line()
+        );
+        assert!(steal.ok, "{}", steal.line());
+        // A CPU missing from either reading is not counted busy, and nothing divides by zero.
+        let [sharing, _] = cpu_load_findings(&BTreeMap::new(), &after, &[7]);
+        assert!(sharing.ok, "{}", sharing.line());
     }
 
     #[test]
